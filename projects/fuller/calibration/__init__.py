@@ -1,0 +1,3 @@
+from .junctions import ModalityJunction, TaskJunction
+
+__all__ = ['TaskJunction', 'ModalityJunction']
