@@ -1,3 +1,16 @@
-from .junctions import ModalityJunction, TaskJunction
+"""Gradient calibration (framework-free torch): calibrators and junctions."""
+from .base import (BaseModalityCalibrator, BaseTaskCalibrator, combine,
+                   pairwise_dots)
+from .junctions import (BaseJunction, JunctionState, ModalityJunction,
+                        TaskJunction, calibrate_modalities, calibrate_tasks)
+from .modality_calibrators import EqualNorm, Identity
+from .task_calibrators import (IMTLG, MGDA, AlignedMTL, CAGrad, PCGrad, Sum,
+                               build_optional)
 
-__all__ = ['TaskJunction', 'ModalityJunction']
+__all__ = [
+    'TaskJunction', 'ModalityJunction', 'BaseJunction', 'JunctionState',
+    'calibrate_tasks', 'calibrate_modalities', 'BaseTaskCalibrator',
+    'BaseModalityCalibrator', 'pairwise_dots', 'combine', 'Sum', 'IMTLG',
+    'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL', 'Identity', 'EqualNorm',
+    'build_optional'
+]
