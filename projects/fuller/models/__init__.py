@@ -1,1 +1,15 @@
-"""See docs/architecture.md."""
+"""The multi-task BEVFusion network (see docs/models.md)."""
+from .fuller_bevfusion import FullerBEVFusion
+from .fusion import ConvFuser
+from .heads import (BEVCenterHead, BEVCenterL1Cost, BEVSegHead, IoU3DCost,
+                    TransFusionBBoxCoder, TransFusionHead)
+from .lidar_encoders import BEVPointPillarsScatter, BEVSparseEncoder
+from .ops import bev_pool, bev_pool_reference
+from .view_transforms import LSSTransform
+
+__all__ = [
+    'FullerBEVFusion', 'ConvFuser', 'LSSTransform', 'BEVPointPillarsScatter',
+    'BEVSparseEncoder', 'TransFusionHead', 'TransFusionBBoxCoder',
+    'BEVCenterL1Cost', 'IoU3DCost', 'BEVCenterHead', 'BEVSegHead',
+    'bev_pool', 'bev_pool_reference'
+]

@@ -1,0 +1,242 @@
+"""The multi-task camera + LiDAR BEVFusion detector of FULLER-3D."""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from mmdet3d.models.detectors import Base3DDetector
+from torch import Tensor
+
+from ..calibration import ModalityJunction, TaskJunction
+from ..registry import MODELS
+
+
+def _channels_mismatch(what: str, got, where: str, want) -> ValueError:
+    return ValueError(f'channel mismatch: {what} is {got} but {where} is '
+                      f'{want}; make them equal in the model config.')
+
+
+@MODELS.register_module()
+class FullerBEVFusion(Base3DDetector):
+    """BEVFusion with a detection head and a BEV map segmentation head.
+
+    Data flow (shapes for batch B, N cameras)::
+
+        imgs (B,N,3,H,W) -> img_backbone -> img_neck -> view_transform
+                                                     -> F_cam (B,Cc,X,Y)
+        voxels -> pts_voxel_encoder -> pts_middle_encoder -> F_lid (B,Cl,X,Y)
+        modality_junction([F_cam, F_lid]) -> fusion_layer -> pts_backbone
+            -> pts_neck -> Z (B,C,X',Y')
+        task_junction(Z) -> {'det': Z -> bbox_head, 'seg': Z -> seg_head}
+
+    Either modality (``img_backbone``+``view_transform`` or
+    ``pts_voxel_encoder``+``pts_middle_encoder``) and either task
+    (``bbox_head``, ``seg_head``) may be ``None``. The junctions are identity
+    in the forward pass; ``FullerOptimWrapper`` arms them to calibrate the
+    gradients in the backward pass. Losses come back prefixed by task
+    (``det.loss_*``, ``seg.loss_*``).
+
+    Args:
+        img_neck_level: which neck output level feeds the view transform.
+        use_junctions: place the junctions (default); False gives a plain
+            network that no calibration can reach.
+    """
+
+    def __init__(self,
+                 data_preprocessor: Optional[dict] = None,
+                 img_backbone: Optional[dict] = None,
+                 img_neck: Optional[dict] = None,
+                 view_transform: Optional[dict] = None,
+                 pts_voxel_encoder: Optional[dict] = None,
+                 pts_middle_encoder: Optional[dict] = None,
+                 fusion_layer: Optional[dict] = None,
+                 pts_backbone: Optional[dict] = None,
+                 pts_neck: Optional[dict] = None,
+                 bbox_head: Optional[dict] = None,
+                 seg_head: Optional[dict] = None,
+                 img_neck_level: int = 0,
+                 use_junctions: bool = True,
+                 train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None,
+                 init_cfg=None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
+        self._check_config(img_backbone, view_transform, pts_voxel_encoder,
+                           pts_middle_encoder, fusion_layer, pts_backbone,
+                           pts_neck, bbox_head, seg_head)
+        build = lambda cfg: MODELS.build(cfg) if cfg else None  # noqa: E731
+        self.img_backbone = build(img_backbone)
+        self.img_neck = build(img_neck)
+        self.view_transform = build(view_transform)
+        self.pts_voxel_encoder = build(pts_voxel_encoder)
+        self.pts_middle_encoder = build(pts_middle_encoder)
+        self.fusion_layer = build(fusion_layer)
+        self.pts_backbone = build(pts_backbone)
+        self.pts_neck = build(pts_neck)
+        self.bbox_head = build(bbox_head)
+        self.seg_head = build(seg_head)
+        self.img_neck_level = img_neck_level
+        self.modalities = tuple(
+            m for m, on in (('camera', self.with_camera),
+                            ('lidar', self.with_lidar)) if on)
+        self.tasks = tuple(t for t, head in (('det', self.bbox_head),
+                                             ('seg', self.seg_head)) if head)
+        self.modality_junction = (ModalityJunction(self.modalities)
+                                  if use_junctions else None)
+        self.task_junction = TaskJunction(self.tasks) if use_junctions \
+            else None
+
+    # ------------------------------------------------------------- checks
+    @staticmethod
+    def _check_config(img_backbone, view_transform, pts_voxel_encoder,
+                      pts_middle_encoder, fusion_layer, pts_backbone,
+                      pts_neck, bbox_head, seg_head) -> None:
+        """Fail early, with the fix in the message, on an unusable config."""
+        if bool(img_backbone) != bool(view_transform):
+            raise ValueError('camera branch incomplete: set both img_backbone '
+                             'and view_transform, or neither (LiDAR-only).')
+        if bool(pts_voxel_encoder) != bool(pts_middle_encoder):
+            raise ValueError('LiDAR branch incomplete: set both '
+                             'pts_voxel_encoder and pts_middle_encoder, or '
+                             'neither (camera-only).')
+        if not img_backbone and not pts_voxel_encoder:
+            raise ValueError('no input modality: configure the camera branch '
+                             '(img_backbone, view_transform) and/or the LiDAR '
+                             'branch (pts_voxel_encoder, pts_middle_encoder).')
+        if not bbox_head and not seg_head:
+            raise ValueError('missing head: set bbox_head (3D detection) '
+                             'and/or seg_head (BEV map segmentation).')
+        if not pts_backbone:
+            raise ValueError('missing pts_backbone: the BEV decoder (e.g. '
+                             'SECOND) after the fuser is required.')
+        both = bool(img_backbone) and bool(pts_voxel_encoder)
+        if both and not fusion_layer:
+            raise ValueError('two modalities need a fusion_layer (e.g. '
+                             'ConvFuser) to merge their BEV features.')
+        branch = []  # output channels of each branch (None: unknown)
+        if img_backbone:
+            branch.append(view_transform.get('out_channels'))
+        if pts_middle_encoder:
+            # a pillar scatter outputs its input channels
+            branch.append(pts_middle_encoder.get('in_channels') if 'Scatter'
+                          in str(pts_middle_encoder.get('type')) else None)
+        if fusion_layer:
+            fuse_in = list(fusion_layer.get('in_channels', []))
+            if len(fuse_in) != len(branch) or any(
+                    b is not None and b != f for b, f in zip(branch, fuse_in)):
+                raise _channels_mismatch(
+                    'fusion_layer.in_channels', fuse_in,
+                    'the branch outputs [camera, lidar]', branch)
+            bev_channels = ('fusion_layer.out_channels',
+                            fusion_layer.get('out_channels'))
+        else:
+            bev_channels = ('the branch output channels', branch[0])
+        name, ch = bev_channels
+        if ch is not None and pts_backbone.get('in_channels', ch) != ch:
+            raise _channels_mismatch('pts_backbone.in_channels',
+                                     pts_backbone.get('in_channels'), name,
+                                     ch)
+        if pts_neck:
+            shared = ('sum(pts_neck.out_channels)',
+                      sum(pts_neck.get('out_channels', [])))
+        else:
+            shared = ('pts_backbone.out_channels[-1]',
+                      list(pts_backbone.get('out_channels', [None]))[-1])
+        for head_name, head in (('bbox_head', bbox_head),
+                                ('seg_head', seg_head)):
+            if head and shared[1] and 'in_channels' in head and \
+                    head['in_channels'] != shared[1]:
+                raise _channels_mismatch(f'{head_name}.in_channels',
+                                         head['in_channels'], *shared)
+
+    @property
+    def with_camera(self) -> bool:
+        return self.img_backbone is not None
+
+    @property
+    def with_lidar(self) -> bool:
+        return self.pts_voxel_encoder is not None
+
+    # ------------------------------------------------------------ features
+    def extract_img_feat(self, imgs: Tensor, data_samples: List) -> Tensor:
+        """(B, N, 3, H, W) images -> (B, Cc, X, Y) camera BEV feature."""
+        if imgs.dim() != 5:
+            raise ValueError('imgs must be (B, N_cam, 3, H, W), got shape '
+                             f'{tuple(imgs.shape)}.')
+        b, n = imgs.shape[:2]
+        x = self.img_backbone(imgs.flatten(0, 1))
+        if self.img_neck is not None:
+            x = self.img_neck(x)
+        x = x[self.img_neck_level] if isinstance(x, (list, tuple)) else x
+        return self.view_transform(x.view(b, n, *x.shape[1:]), data_samples)
+
+    def extract_pts_feat(self, voxels: Dict[str, Tensor],
+                         batch_size: int) -> Tensor:
+        """Voxelised points -> (B, Cl, X, Y) LiDAR BEV feature."""
+        feats = self.pts_voxel_encoder(voxels['voxels'], voxels['num_points'],
+                                       voxels['coors'])
+        return self.pts_middle_encoder(feats, voxels['coors'], batch_size)
+
+    def extract_feat(self, batch_inputs_dict: Dict,
+                     batch_data_samples: List) -> Tensor:
+        """Inputs -> Z (B, C, X', Y'), the shared BEV feature."""
+        bev = []
+        if self.with_camera:
+            if 'imgs' not in batch_inputs_dict:
+                raise KeyError('the camera branch is configured but the '
+                               "inputs have no 'imgs'; load the images in "
+                               'the pipeline or drop img_backbone.')
+            bev.append(self.extract_img_feat(batch_inputs_dict['imgs'],
+                                             batch_data_samples))
+        if self.with_lidar:
+            if 'voxels' not in batch_inputs_dict:
+                raise KeyError('the LiDAR branch is configured but the inputs '
+                               "have no 'voxels'; set voxel=True (and "
+                               'voxel_layer) in data_preprocessor.')
+            bev.append(self.extract_pts_feat(batch_inputs_dict['voxels'],
+                                             len(batch_data_samples)))
+        if self.modality_junction is not None:
+            bev = self.modality_junction(bev)
+        x = self.fusion_layer(bev) if self.fusion_layer is not None \
+            else bev[0]
+        x = self.pts_backbone(x)
+        if self.pts_neck is not None:
+            x = self.pts_neck(x)
+        return x[0] if isinstance(x, (list, tuple)) else x
+
+    def _task_feats(self, batch_inputs_dict: Dict,
+                    batch_data_samples: List) -> Dict[str, Tensor]:
+        z = self.extract_feat(batch_inputs_dict, batch_data_samples)
+        if self.task_junction is None:
+            return {t: z for t in self.tasks}
+        return self.task_junction(z)
+
+    # ------------------------------------------------------- loss/predict
+    def loss(self, batch_inputs_dict: Dict,
+             batch_data_samples: List) -> Dict[str, Tensor]:
+        """Losses of both tasks, keys prefixed ``det.`` / ``seg.``."""
+        feats = self._task_feats(batch_inputs_dict, batch_data_samples)
+        losses = {}
+        for task, head in (('det', self.bbox_head), ('seg', self.seg_head)):
+            if head is not None:
+                for k, v in head.loss(feats[task], batch_data_samples).items():
+                    losses[f'{task}.{k}'] = v
+        return losses
+
+    def predict(self, batch_inputs_dict: Dict,
+                batch_data_samples: List) -> List:
+        """Fill ``pred_instances_3d`` (detection) and ``pred_masks_bev``
+        ((C_map, X, Y) probabilities) of every data sample."""
+        feats = self._task_feats(batch_inputs_dict, batch_data_samples)
+        if self.bbox_head is not None:
+            dets = self.bbox_head.predict(feats['det'], batch_data_samples)
+            self.add_pred_to_datasample(batch_data_samples, dets)
+        if self.seg_head is not None:
+            masks = self.seg_head.predict(feats['seg'], batch_data_samples)
+            for ds, mask in zip(batch_data_samples, masks):
+                ds.pred_masks_bev = mask
+        return batch_data_samples
+
+    def _forward(self, batch_inputs_dict: Dict,
+                 batch_data_samples: Optional[List] = None) -> Tuple:
+        """Raw head outputs ``(det_out or None, seg_logits or None)``."""
+        feats = self._task_feats(batch_inputs_dict, batch_data_samples or [])
+        return (self.bbox_head(feats['det']) if self.bbox_head else None,
+                self.seg_head(feats['seg']) if self.seg_head else None)

@@ -1,0 +1,30 @@
+"""mmdet3d's CenterHead on the plugin's (C, X, Y) BEV feature."""
+from typing import List
+
+from mmdet3d.models.dense_heads import CenterHead
+from torch import Tensor
+
+from ...registry import MODELS
+
+
+@MODELS.register_module()
+class BEVCenterHead(CenterHead):
+    """``CenterHead`` (CenterPoint) fed the (B, C, X, Y) shared feature.
+
+    CenterHead's targets and decoding index heatmaps as (Y, X), so the
+    feature is transposed on the way in; everything else is mmdet3d's head
+    (all of its arguments apply). The lightweight variant is this head with
+    smaller ``share_conv_channel`` and ``common_heads`` widths
+    (``head_conv``).
+    """
+
+    def forward(self, feats: List[Tensor]):
+        if isinstance(feats, Tensor):
+            feats = [feats]
+        for f in feats:
+            if f.shape[1] != self.in_channels:
+                raise ValueError(
+                    f'BEVCenterHead expects {self.in_channels} input '
+                    f'channels, got {f.shape[1]}; set bbox_head.in_channels '
+                    'to the pts_neck output.')
+        return super().forward([f.transpose(-1, -2) for f in feats])

@@ -1,0 +1,310 @@
+"""TransFusion-style query-based 3D detection head on a BEV feature."""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn import ConvModule
+from mmdet3d.models.utils import (clip_sigmoid, draw_heatmap_gaussian,
+                                  gaussian_radius)
+from mmdet3d.registry import TASK_UTILS
+from mmdet3d.structures import LiDARInstance3DBoxes
+from mmdet.models.task_modules import AssignResult
+from mmengine.model import BaseModule
+from mmengine.structures import InstanceData
+from torch import Tensor, nn
+
+from ...registry import MODELS
+
+#: regression outputs of the query heads, in code order (see the coder).
+REG_HEADS = (('center', 2), ('height', 1), ('dim', 3), ('rot', 2), ('vel', 2))
+
+
+class _PosEmbed(nn.Sequential):
+    """(B, L, 2) cell coordinates -> (B, L, C) learned embedding."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(nn.Linear(2, channels), nn.ReLU(inplace=True),
+                         nn.Linear(channels, channels))
+
+
+class TransFusionDecoderLayer(BaseModule):
+    """Self-attention among queries, cross-attention to the BEV feature,
+    FFN; post-norm, learned positional embeddings of BEV cell coordinates.
+
+    Forward: query (B, P, C), key (B, L, C), query_pos (B, P, 2),
+    key_pos (B, L, 2) -> (B, P, C).
+    """
+
+    def __init__(self, channels: int, num_heads: int, ffn_channels: int,
+                 dropout: float = 0.1, init_cfg=None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.self_attn = nn.MultiheadAttention(
+            channels, num_heads, dropout=dropout, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(
+            channels, num_heads, dropout=dropout, batch_first=True)
+        self.ffn = nn.Sequential(
+            nn.Linear(channels, ffn_channels), nn.ReLU(inplace=True),
+            nn.Dropout(dropout), nn.Linear(ffn_channels, channels))
+        self.norms = nn.ModuleList(nn.LayerNorm(channels) for _ in range(3))
+        self.drop = nn.Dropout(dropout)
+        self.query_pos = _PosEmbed(channels)
+        self.key_pos = _PosEmbed(channels)
+
+    def forward(self, query: Tensor, key: Tensor, query_pos: Tensor,
+                key_pos: Tensor) -> Tensor:
+        qp, kp = self.query_pos(query_pos), self.key_pos(key_pos)
+        q = query + qp
+        query = self.norms[0](query + self.drop(self.self_attn(q, q, query)[0]))
+        query = self.norms[1](query + self.drop(
+            self.cross_attn(query + qp, key + kp, key)[0]))
+        return self.norms[2](query + self.drop(self.ffn(query)))
+
+
+def _point_head(in_channels: int, head_channels: int, out_channels: int,
+                bias: float = 0.0) -> nn.Sequential:
+    """1x1 Conv1d-BN-ReLU then 1x1 Conv1d: (B, C, P) -> (B, out, P)."""
+    last = nn.Conv1d(head_channels, out_channels, 1)
+    nn.init.constant_(last.bias, bias)
+    return nn.Sequential(
+        ConvModule(in_channels, head_channels, 1, bias=False,
+                   conv_cfg=dict(type='Conv1d'), norm_cfg=dict(type='BN1d')),
+        last)
+
+
+@MODELS.register_module()
+class TransFusionHead(BaseModule):
+    """Heatmap-initialised object queries refined by a transformer decoder.
+
+    A dense class heatmap on the BEV feature picks the ``num_proposals``
+    strongest local maxima; each becomes a query (BEV feature at that cell +
+    class embedding) refined by ``num_decoder_layers`` decoder layers that
+    cross-attend to the whole BEV feature. Per-query FFNs predict class
+    logits and box codes. Training matches queries to GT boxes with mmdet's
+    ``HungarianAssigner`` (classification focal cost, BEV centre L1 cost,
+    3D IoU cost). The lightweight variant is this head with smaller
+    ``hidden_channels``/``ffn_channels``/``head_channels``.
+
+    Args:
+        in_channels: channels of the BEV feature (B, C, X, Y).
+        num_classes: detection classes.
+        num_proposals: queries per sample.
+        hidden_channels, num_heads, ffn_channels, num_decoder_layers,
+            dropout: decoder sizes.
+        head_channels: hidden width of the per-query FFN heads.
+        nms_kernel_size: local-maximum window on the heatmap.
+        bbox_coder: ``TransFusionBBoxCoder`` config.
+        train_cfg: ``assigner`` (HungarianAssigner config),
+            ``code_weights`` (10 floats), ``gaussian_overlap``,
+            ``min_radius``.
+        test_cfg: ``score_threshold``, ``max_num`` (top boxes kept).
+        loss_cls, loss_bbox, loss_heatmap: mmdet loss configs.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 num_classes: int,
+                 bbox_coder: dict,
+                 num_proposals: int = 200,
+                 hidden_channels: int = 128,
+                 num_heads: int = 8,
+                 ffn_channels: int = 256,
+                 num_decoder_layers: int = 1,
+                 dropout: float = 0.1,
+                 head_channels: int = 64,
+                 nms_kernel_size: int = 3,
+                 train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None,
+                 loss_cls: dict = dict(
+                     type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0,
+                     alpha=0.25, reduction='mean', loss_weight=1.0),
+                 loss_bbox: dict = dict(
+                     type='mmdet.L1Loss', reduction='mean', loss_weight=0.25),
+                 loss_heatmap: dict = dict(
+                     type='mmdet.GaussianFocalLoss', reduction='mean',
+                     loss_weight=1.0),
+                 init_cfg=None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.num_proposals = num_proposals
+        self.nms_kernel_size = nms_kernel_size
+        self.train_cfg = dict(train_cfg or {})
+        self.test_cfg = dict(test_cfg or {})
+        self.bbox_coder = TASK_UTILS.build(bbox_coder)
+        self.assigner = (TASK_UTILS.build(self.train_cfg['assigner'])
+                         if 'assigner' in self.train_cfg else None)
+        self.loss_cls = MODELS.build(loss_cls)
+        self.loss_bbox = MODELS.build(loss_bbox)
+        self.loss_heatmap = MODELS.build(loss_heatmap)
+
+        self.shared_conv = nn.Conv2d(in_channels, hidden_channels, 3,
+                                     padding=1)
+        heat_out = nn.Conv2d(hidden_channels, num_classes, 3, padding=1)
+        nn.init.constant_(heat_out.bias, -2.19)
+        self.heatmap_head = nn.Sequential(
+            ConvModule(hidden_channels, hidden_channels, 3, padding=1,
+                       bias=False, norm_cfg=dict(type='BN')), heat_out)
+        self.class_encoding = nn.Conv1d(num_classes, hidden_channels, 1)
+        self.decoder = nn.ModuleList(
+            TransFusionDecoderLayer(hidden_channels, num_heads, ffn_channels,
+                                    dropout)
+            for _ in range(num_decoder_layers))
+        self.pred_heads = nn.ModuleList(
+            nn.ModuleDict({
+                name: _point_head(hidden_channels, head_channels, dim)
+                for name, dim in REG_HEADS + (('heatmap', num_classes), )
+            }) for _ in range(num_decoder_layers))
+        for heads in self.pred_heads:
+            nn.init.constant_(heads['heatmap'][-1].bias, -2.19)
+
+    # ------------------------------------------------------------------ forward
+    @staticmethod
+    def _cell_centres(nx: int, ny: int, ref: Tensor) -> Tensor:
+        """(1, X*Y, 2) feature-cell centres (x, y), flattened X-major."""
+        xs = torch.arange(nx, device=ref.device, dtype=ref.dtype) + 0.5
+        ys = torch.arange(ny, device=ref.device, dtype=ref.dtype) + 0.5
+        gx, gy = torch.meshgrid(xs, ys, indexing='ij')
+        return torch.stack([gx, gy], dim=-1).view(1, nx * ny, 2)
+
+    def forward(self, x: Tensor) -> Dict[str, Tensor]:
+        """Args:
+            x: (B, C, X, Y) BEV feature.
+
+        Returns:
+            dict with ``dense_heatmap`` (B, K, X, Y) logits, ``heatmap``
+            (B, K, P) query class logits, ``reg`` (B, P, 10) box codes,
+            ``query_score`` (B, K, P) dense-heatmap score of each proposal.
+            Box codes and logits are those of the last decoder layer.
+        """
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f'TransFusionHead expects {self.in_channels} '
+                             f'input channels, got {x.shape[1]}; set '
+                             'bbox_head.in_channels to the pts_neck output.')
+        b, _, nx, ny = x.shape
+        feat = self.shared_conv(x)
+        flat = feat.flatten(2)  # (B, C, L)
+        key_pos = self._cell_centres(nx, ny, feat).expand(b, -1, -1)
+        dense = self.heatmap_head(feat)
+        heat = dense.detach().sigmoid()
+        k = self.nms_kernel_size
+        peak = F.max_pool2d(heat, k, stride=1, padding=k // 2)
+        heat_flat = (heat * (heat == peak)).flatten(2)  # (B, K, L)
+        num = min(self.num_proposals, heat_flat.shape[1] * heat_flat.shape[2])
+        top = heat_flat.flatten(1).topk(num, dim=1).indices
+        cls_idx = torch.div(top, heat_flat.shape[2], rounding_mode='floor')
+        cell = top % heat_flat.shape[2]
+        query = flat.gather(2, cell[:, None].expand(-1, flat.shape[1], -1))
+        one_hot = F.one_hot(cls_idx, self.num_classes).permute(0, 2, 1)
+        query = query + self.class_encoding(one_hot.to(feat.dtype))
+        query_pos = key_pos.gather(1, cell[..., None].expand(-1, -1, 2))
+        query = query.permute(0, 2, 1)  # (B, P, C)
+        key = flat.permute(0, 2, 1)
+        for layer, heads in zip(self.decoder, self.pred_heads):
+            query = layer(query, key, query_pos, key_pos)
+            q = query.permute(0, 2, 1)
+            out = {name: head(q) for name, head in heads.items()}
+            out['center'] = out['center'] + query_pos.permute(0, 2, 1)
+            query_pos = out['center'].detach().permute(0, 2, 1)
+        reg = torch.cat([out[name] for name, _ in REG_HEADS], dim=1)
+        query_score = heat.flatten(2).gather(
+            2, cell[:, None].expand(-1, self.num_classes, -1)) * one_hot
+        return dict(dense_heatmap=dense, heatmap=out['heatmap'],
+                    reg=reg.permute(0, 2, 1), query_score=query_score)
+
+    # ----------------------------------------------------------------- targets
+    def _heatmap_target(self, gt: InstanceData, shape: Tuple[int, int],
+                        ref: Tensor) -> Tensor:
+        """(K, X, Y) gaussian heatmap of the GT box centres."""
+        heatmap = ref.new_zeros((self.num_classes, *shape))
+        if len(gt) == 0:
+            return heatmap
+        cell = self.bbox_coder.cell_size(ref)
+        centres = self.bbox_coder.encode(gt.bboxes_3d.to(ref.device))[:, :2]
+        sizes = gt.bboxes_3d.dims[:, :2].to(ref.device) / cell
+        overlap = self.train_cfg.get('gaussian_overlap', 0.1)
+        min_radius = self.train_cfg.get('min_radius', 2)
+        for c, (sx, sy), label in zip(centres, sizes, gt.labels_3d):
+            radius = max(min_radius, int(gaussian_radius(
+                (float(sy), float(sx)), min_overlap=overlap)))
+            ix, iy = int(c[0]), int(c[1])
+            if 0 <= ix < shape[0] and 0 <= iy < shape[1]:
+                # draw_heatmap_gaussian indexes [row, col] with centre
+                # (col, row): our rows are x, so pass (y, x).
+                draw_heatmap_gaussian(heatmap[label], (iy, ix), radius)
+        return heatmap
+
+    def _assign(self, logits: Tensor, reg: Tensor,
+                gt: InstanceData) -> AssignResult:
+        """Hungarian matching of the P queries of one sample to its GT."""
+        boxes = LiDARInstance3DBoxes(
+            self.bbox_coder.decode(reg), box_dim=9)
+        pred = InstanceData(scores=logits, centers=reg[:, :2],
+                            bboxes_3d=boxes)
+        gt_boxes = gt.bboxes_3d.to(reg.device)
+        target = InstanceData(labels=gt.labels_3d.to(reg.device),
+                              centers=self.bbox_coder.encode(gt_boxes)[:, :2],
+                              bboxes_3d=gt_boxes)
+        return self.assigner.assign(pred, target)
+
+    # -------------------------------------------------------------- loss/pred
+    def loss(self, x: Tensor, data_samples: List) -> Dict[str, Tensor]:
+        """Heatmap, classification and box-regression losses."""
+        if self.assigner is None:
+            raise ValueError('TransFusionHead.loss needs train_cfg.assigner '
+                             '(a HungarianAssigner config) in bbox_head.')
+        out = self(x)
+        b, p = out['reg'].shape[:2]
+        gts = [ds.gt_instances_3d for ds in data_samples]
+        labels = out['reg'].new_full((b, p), self.num_classes,
+                                     dtype=torch.long)
+        reg_target = out['reg'].new_zeros((b, p, 10))
+        reg_weight = out['reg'].new_zeros((b, p, 10))
+        code_w = out['reg'].new_tensor(
+            self.train_cfg.get('code_weights', [1.0] * 10))
+        heat_target = []
+        for i, gt in enumerate(gts):
+            heat_target.append(self._heatmap_target(
+                gt, out['dense_heatmap'].shape[-2:], out['reg']))
+            if len(gt) == 0:
+                continue
+            res = self._assign(out['heatmap'][i].detach().t(),
+                               out['reg'][i].detach(), gt)
+            pos = torch.nonzero(res.gt_inds > 0).squeeze(1)
+            matched = res.gt_inds[pos] - 1
+            gt_boxes = gt.bboxes_3d.to(x.device)
+            labels[i, pos] = gt.labels_3d.to(x.device)[matched]
+            reg_target[i, pos] = self.bbox_coder.encode(gt_boxes)[matched]
+            reg_weight[i, pos] = code_w
+        num_pos = max(int((labels < self.num_classes).sum()), 1)
+        heat_target = torch.stack(heat_target)
+        loss_heatmap = self.loss_heatmap(
+            clip_sigmoid(out['dense_heatmap'].float()), heat_target,
+            avg_factor=max(int(heat_target.eq(1).sum()), 1))
+        loss_cls = self.loss_cls(
+            out['heatmap'].permute(0, 2, 1).reshape(b * p, -1).float(),
+            labels.view(-1), avg_factor=num_pos)
+        loss_bbox = self.loss_bbox(
+            out['reg'].reshape(b * p, -1).float(), reg_target.view(b * p, -1),
+            reg_weight.view(b * p, -1), avg_factor=num_pos)
+        return dict(loss_heatmap=loss_heatmap, loss_cls=loss_cls,
+                    loss_bbox=loss_bbox)
+
+    def predict(self, x: Tensor, data_samples: List) -> List[InstanceData]:
+        """One ``InstanceData`` (bboxes_3d, scores_3d, labels_3d) a sample."""
+        out = self(x)
+        scores = out['heatmap'].sigmoid() * out['query_score']
+        scores, labels = scores.max(dim=1)  # (B, P)
+        boxes = self.bbox_coder.decode(out['reg'])
+        keep = self.bbox_coder.in_range(boxes) & \
+            (scores > self.test_cfg.get('score_threshold', 0.0))
+        results = []
+        for i, ds in enumerate(data_samples):
+            k = keep[i]
+            order = scores[i][k].argsort(descending=True)
+            order = order[:self.test_cfg.get('max_num', self.num_proposals)]
+            box_type = ds.metainfo.get('box_type_3d', LiDARInstance3DBoxes)
+            results.append(InstanceData(
+                bboxes_3d=box_type(boxes[i][k][order], box_dim=9),
+                scores_3d=scores[i][k][order],
+                labels_3d=labels[i][k][order]))
+        return results

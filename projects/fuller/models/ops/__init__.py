@@ -1,0 +1,3 @@
+from .bev_pool import bev_pool, bev_pool_reference
+
+__all__ = ['bev_pool', 'bev_pool_reference']
