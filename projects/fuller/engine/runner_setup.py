@@ -1,0 +1,143 @@
+"""Config loading and pre-flight checks shared by tools/train.py and tools/test.py.
+
+Every check fails with :class:`UserInputError`, a one-line message that names
+the problem and the fix; the tools turn it into ``prog: error: ...`` and exit 2
+instead of a deep traceback.
+"""
+import difflib
+import os
+import os.path as osp
+from typing import Iterable, List, Optional
+
+import torch
+from mmengine.config import Config, DictAction  # noqa: F401 (re-export)
+
+
+class UserInputError(Exception):
+    """A problem in what the user passed (paths, config keys, flags)."""
+
+
+# Each AMP flavour an optimizer wrapper type switches to under ``--amp``.
+AMP_WRAPPERS = {
+    'FullerOptimWrapper': 'FullerAmpOptimWrapper',
+    'OptimWrapper': 'AmpOptimWrapper',
+}
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """Load a config file and merge ``--cfg-options`` into it.
+
+    Raises:
+        UserInputError: the file is missing, or an option's top-level key is
+            not in the config (a likely typo; close matches are suggested).
+    """
+    if not osp.isfile(path):
+        raise UserInputError(f'config file not found: {path}')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        for key in cfg_options:
+            top = key.split('.', 1)[0]
+            if top not in cfg:
+                close = difflib.get_close_matches(top, list(cfg.keys()), n=3)
+                hint = f' (did you mean {", ".join(close)}?)' if close else ''
+                raise UserInputError(
+                    f'--cfg-options key "{key}": "{top}" is not a key of '
+                    f'{path}{hint}')
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def _dataset_cfgs(dataset: dict) -> Iterable[dict]:
+    """Yield a dataset config and those it wraps (RepeatDataset, CBGS...)."""
+    yield dataset
+    inner = dataset.get('dataset')
+    if isinstance(inner, dict):
+        yield from _dataset_cfgs(inner)
+    for inner in dataset.get('datasets', []) or []:
+        yield from _dataset_cfgs(inner)
+
+
+def check_data_paths(cfg: Config, loaders: List[str]) -> None:
+    """Make sure each named dataloader's ``data_root`` and ``ann_file`` exist.
+
+    Raises:
+        UserInputError: naming the missing path, the config key it came from
+            and how to create the data.
+    """
+    for loader in loaders:
+        loader_cfg = cfg.get(loader)
+        if not loader_cfg or not isinstance(loader_cfg.get('dataset'), dict):
+            continue
+        for ds in _dataset_cfgs(loader_cfg['dataset']):
+            root = ds.get('data_root')
+            if root is None:
+                continue
+            if not osp.isdir(root):
+                raise UserInputError(
+                    f'data root not found: {root} ({loader}.dataset.data_root). '
+                    'Prepare it as README "Data preparation" says (synthetic: '
+                    '`make data`; nuScenes: tools/create_data.py) or point it '
+                    'elsewhere with --cfg-options')
+            ann = ds.get('ann_file')
+            if ann and not osp.isfile(osp.join(root, ann)) and not osp.isfile(ann):
+                raise UserInputError(
+                    f'annotation file not found: {osp.join(root, ann)} '
+                    f'({loader}.dataset.ann_file). Build the info files with '
+                    f'`python tools/create_data.py nuscenes --root-path {root}`')
+
+
+def check_fresh_work_dir(work_dir: str) -> None:
+    """Refuse to start a new run on top of another run's checkpoints.
+
+    mmengine would silently overwrite ``epoch_N.pth`` of the earlier run.
+    """
+    if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
+        raise UserInputError(
+            f'work dir {work_dir} already holds checkpoints of an earlier run: '
+            'pass --resume to continue it, or choose another --work-dir')
+
+
+def apply_amp(cfg: Config) -> None:
+    """Switch the config's optimizer wrapper to its mixed-precision flavour."""
+    wrapper = cfg.optim_wrapper
+    kind = wrapper.get('type', 'OptimWrapper')
+    if kind in AMP_WRAPPERS.values():
+        return
+    if kind not in AMP_WRAPPERS:
+        raise UserInputError(
+            f'--amp: no mixed-precision flavour known for optim_wrapper type '
+            f'{kind!r}; use one of {sorted(AMP_WRAPPERS)}')
+    if kind == 'OptimWrapper' and not torch.cuda.is_available():
+        raise UserInputError(
+            '--amp on CPU needs optim_wrapper type FullerOptimWrapper (its AMP '
+            'flavour runs bfloat16 autocast on CPU); mmengine\'s '
+            'AmpOptimWrapper requires CUDA')
+    wrapper.type = AMP_WRAPPERS[kind]
+    if kind == 'OptimWrapper':
+        wrapper.setdefault('loss_scale', 'dynamic')
+
+
+def configure_launcher(cfg: Config, launcher: str) -> None:
+    """Set the launcher and pick the collective backend for the device:
+    nccl on CUDA, gloo on CPU (an explicit non-default choice is kept)."""
+    cfg.launcher = launcher
+    if launcher == 'none':
+        return
+    env_cfg = cfg.setdefault('env_cfg', {})
+    dist_cfg = env_cfg.setdefault('dist_cfg', {})
+    if torch.cuda.is_available():
+        if dist_cfg.get('backend', 'gloo') == 'gloo':
+            dist_cfg['backend'] = 'nccl'
+    else:
+        dist_cfg['backend'] = 'gloo'
+        # DDP on CPU must not be given a CUDA device id.
+        wrapper_cfg = cfg.setdefault('model_wrapper_cfg',
+                                     dict(type='MMDistributedDataParallel'))
+        wrapper_cfg.setdefault('device_ids', None)
+    # torchrun sets LOCAL_RANK; the legacy launcher passes --local-rank.
+    os.environ.setdefault('LOCAL_RANK', '0')
+
+
+def default_work_dir(config_path: str) -> str:
+    """``work_dirs/<config file stem>``, as MMDetection3D does."""
+    return osp.join('work_dirs', osp.splitext(osp.basename(config_path))[0])

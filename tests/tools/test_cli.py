@@ -1,0 +1,91 @@
+"""Argument handling and pre-flight errors of tools/train.py and tools/test.py."""
+import importlib.util
+
+import pytest
+from conftest import REPO, TOY_CONFIG
+
+from fuller.engine.runner_setup import UserInputError
+
+
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train = _load_tool('train')
+test_tool = _load_tool('test')
+CONFIG = str(REPO / TOY_CONFIG)
+
+
+def test_train_defaults():
+    args = train.parse_args([CONFIG])
+    cfg = train.build_config(args)
+    assert cfg.work_dir == 'work_dirs/toy_fuller'
+    assert cfg.launcher == 'none'
+    assert not cfg.get('resume')
+
+
+def test_resume_flag_forms(tmp_path):
+    assert train.parse_args([CONFIG, '--resume']).resume == 'auto'
+    cfg = train.build_config(train.parse_args([CONFIG, '--resume', 'auto']))
+    assert cfg.resume is True and cfg.load_from is None
+    ckpt = tmp_path / 'epoch_1.pth'
+    ckpt.write_bytes(b'')
+    cfg = train.build_config(train.parse_args([CONFIG, '--resume', str(ckpt)]))
+    assert cfg.resume is True and cfg.load_from == str(ckpt)
+    with pytest.raises(UserInputError, match='checkpoint not found'):
+        train.build_config(train.parse_args([CONFIG, '--resume', str(tmp_path / 'nope.pth')]))
+
+
+def test_seed_deterministic_and_cfg_options():
+    args = train.parse_args([CONFIG, '--seed', '7', '--deterministic', '--cfg-options',
+                             'train_cfg.max_epochs=5', 'model.channels=4'])
+    cfg = train.build_config(args)
+    assert cfg.randomness == dict(seed=7, deterministic=True)
+    assert cfg.train_cfg.max_epochs == 5 and cfg.model.channels == 4
+
+
+def test_unknown_cfg_option_suggests_key():
+    args = train.parse_args([CONFIG, '--cfg-options', 'optim_wraper.clip_grad=None'])
+    with pytest.raises(UserInputError, match='did you mean optim_wrapper'):
+        train.build_config(args)
+
+
+def test_pytorch_launcher_picks_backend():
+    import torch
+    cfg = train.build_config(train.parse_args([CONFIG, '--launcher', 'pytorch']))
+    expected = 'nccl' if torch.cuda.is_available() else 'gloo'
+    assert cfg.env_cfg.dist_cfg.backend == expected
+
+
+def test_amp_switches_wrapper():
+    import torch
+    args = train.parse_args([CONFIG, '--amp', '--cfg-options',
+                             'optim_wrapper.type=FullerOptimWrapper'])
+    assert train.build_config(args).optim_wrapper.type == 'FullerAmpOptimWrapper'
+    if not torch.cuda.is_available():
+        with pytest.raises(UserInputError, match='CPU'):
+            train.build_config(train.parse_args([CONFIG, '--amp', '--cfg-options',
+                                                 'optim_wrapper.type=OptimWrapper']))
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['tools/train.py', 'configs/nope.py'], 'config file not found: configs/nope.py'),
+    (['tools/train.py', TOY_CONFIG, '--cfg-options',
+      'train_dataloader.dataset.data_root=/no/such/root'],
+     'data root not found: /no/such/root'),
+    (['tools/test.py', TOY_CONFIG, 'missing.pth'], 'checkpoint not found: missing.pth'),
+])
+def test_bad_input_is_one_line_error(tool, argv, message):
+    proc = tool(*argv, check=False, timeout=120)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert message in last, proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+def test_test_tool_args():
+    args = test_tool.parse_args([CONFIG, 'x.pth', '--out', 'm.json', '--launcher', 'pytorch'])
+    assert args.checkpoint == 'x.pth' and args.out == 'm.json'

@@ -1,0 +1,89 @@
+"""Train a FULLER-3D model with mmengine's Runner.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|CKPT]] [--amp]
+                          [--seed N] [--deterministic] [--launcher {none,pytorch,slurm}]
+                          [--cfg-options KEY=VALUE ...]
+
+Multi-GPU / multi-node: tools/dist_train.sh, tools/slurm_train.sh.
+"""
+import argparse
+import os.path as osp
+import sys
+from typing import List, Optional
+
+# The plugin is installed editable; importing it registers every module and
+# makes checkpoints written by mmengine loadable on torch >= 2.6.
+import fuller  # noqa: F401
+from fuller.engine.runner_setup import (DictAction, UserInputError, apply_amp,
+                                        check_data_paths, check_fresh_work_dir,
+                                        configure_launcher, default_work_dir,
+                                        load_config)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog='tools/train.py', description='Train a FULLER-3D model.')
+    parser.add_argument('config', help='config file, e.g. configs/fuller/fuller_cpu_fuller.py')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go '
+                        '(default: work_dirs/<config name>)')
+    parser.add_argument(
+        '--resume', nargs='?', const='auto', default=None, metavar='CKPT',
+        help='resume training: without a value (or "auto") from the work '
+        'dir\'s latest checkpoint, or from the given checkpoint file')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision (CUDA fp16 / CPU bfloat16 autocast)')
+    parser.add_argument('--seed', type=int, default=None, help='random seed')
+    parser.add_argument('--deterministic', action='store_true',
+                        help='deterministic cuDNN / algorithms (slower)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        metavar='KEY=VALUE', help='override config entries, '
+                        'e.g. train_cfg.max_epochs=3 optim_wrapper.calibration.inter=None')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'],
+                        default='none', help='job launcher (dist_train.sh sets pytorch)')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
+                        help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace):
+    """The final training config from the file and the command line."""
+    cfg = load_config(args.config, args.cfg_options)
+    configure_launcher(cfg, args.launcher)
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or default_work_dir(args.config)
+    if args.amp:
+        apply_amp(cfg)
+    if args.resume is not None:
+        cfg.resume = True
+        if args.resume == 'auto':
+            cfg.load_from = None
+        else:
+            if not osp.isfile(args.resume):
+                raise UserInputError(f'--resume: checkpoint not found: {args.resume}')
+            cfg.load_from = args.resume
+    if args.seed is not None or args.deterministic:
+        randomness = cfg.setdefault('randomness', {})
+        if args.seed is not None:
+            randomness['seed'] = args.seed
+        randomness['deterministic'] = args.deterministic
+    return cfg
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    try:
+        cfg = build_config(args)
+        check_data_paths(cfg, ['train_dataloader', 'val_dataloader'])
+        if not cfg.get('resume'):
+            check_fresh_work_dir(cfg.work_dir)
+    except UserInputError as err:
+        sys.exit(f'tools/train.py: error: {err}')
+
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg
+              else RUNNERS.build(cfg))
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
