@@ -17,12 +17,13 @@ from typing import List, Optional, Sequence
 import torch
 from torch import Tensor
 
-#: Relative tolerance below which a task gradient counts as zero.
-ZERO_TOL = 1e-12
+#: A task gradient counts as zero when its squared norm is below ZERO_TOL
+#: times the largest one (a norm ratio of 1e-12).
+ZERO_TOL = 1e-24
 
 
 def pairwise_dots(grads: Sequence[Tensor], per_sample: bool = False) -> Tensor:
-    """Gram matrix of gradients, in float32 dot products.
+    """Gram matrix of gradients, in (at least) float32 dot products.
 
     Args:
         grads: T tensors of one shape (B, ...).
@@ -30,14 +31,15 @@ def pairwise_dots(grads: Sequence[Tensor], per_sample: bool = False) -> Tensor:
             for the whole tensor.
 
     Returns:
-        Tensor: (B, T, T) if ``per_sample`` else (1, T, T), float32 on the
-        device of the gradients. Summing over the first dimension always gives
+        Tensor: (B, T, T) if ``per_sample`` else (1, T, T), on the device of
+        the gradients. Summing over the first dimension always gives
         the Gram matrix of the whole tensors.
     """
     num = len(grads)
     batch = grads[0].shape[0] if per_sample else 1
     rows = [g.reshape(batch, -1) for g in grads]
-    rows = [r if r.dtype == torch.float32 else r.float() for r in rows]
+    # half-precision gradients are summed in float32 (their squares overflow)
+    rows = [r.float() if r.element_size() < 4 else r for r in rows]
     entries = {}
     for i in range(num):
         for j in range(i, num):

@@ -125,7 +125,11 @@ class PCGrad(BaseTaskCalibrator):
         self.seed = seed
         self._gen = torch.Generator().manual_seed(seed)
 
-    def _weights(self, gram: Tensor) -> Tensor:
+    def projection_coefficients(self, gram: Tensor) -> Tensor:
+        """``C`` (T, T): the projected gradients are ``g_i' = C[i] @ G``.
+
+        Draws one random task order per task from the generator.
+        """
         num = gram.shape[0]
         coef = torch.eye(num, dtype=_F64)
         for i in range(num):
@@ -135,7 +139,10 @@ class PCGrad(BaseTaskCalibrator):
                 dot = coef[i] @ gram[:, j]
                 if float(dot) < 0:
                     coef[i, j] -= dot / gram[j, j]
-        return coef.sum(0)
+        return coef
+
+    def _weights(self, gram: Tensor) -> Tensor:
+        return self.projection_coefficients(gram).sum(0)
 
     def __repr__(self) -> str:
         return f'PCGrad(seed={self.seed})'

@@ -1,0 +1,331 @@
+"""Optimizer wrappers that run FULLER's multi-level gradient calibration.
+
+``FullerOptimWrapper`` owns the calibration config, arms the model's
+junctions (:mod:`fuller.calibration.junctions`) at every training step and
+publishes the per-step statistics to mmengine's ``MessageHub``.
+``FullerAmpOptimWrapper`` adds mixed precision: CUDA float16/bfloat16 with a
+grad scaler, and CPU bfloat16 autocast (mmengine's ``AmpOptimWrapper`` refuses
+to run without a GPU).
+
+Config::
+
+    optim_wrapper = dict(
+        type='FullerOptimWrapper',
+        optimizer=dict(type='AdamW', lr=2e-4),
+        clip_grad=dict(max_norm=35, norm_type=2),
+        calibration=dict(
+            inter=dict(type='IMTLG'),      # task level, None = off
+            intra=dict(type='EqualNorm'),  # modality level, None = off
+            warmup_iters=0,                # plain sum before this iteration
+            per_sample=False,              # one calibration per sample
+            sync=False))                   # DDP: identical weights on ranks
+"""
+import math
+from contextlib import contextmanager
+from typing import Dict, List, Optional, Union
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.logging import MessageHub
+from mmengine.optim import OptimWrapper
+from torch import Tensor, nn
+
+from ..calibration import ModalityJunction, TaskJunction, build_optional
+from ..registry import OPTIM_WRAPPERS
+
+#: Levels of calibration and the junction class each one needs.
+LEVELS = {'inter': TaskJunction, 'intra': ModalityJunction}
+DEFAULT_CALIBRATION = dict(
+    inter=dict(type='IMTLG'),
+    intra=dict(type='EqualNorm'),
+    warmup_iters=0,
+    per_sample=False,
+    sync=False)
+#: Prefix of every statistic in the message hub.
+STATS_PREFIX = 'fuller/'
+
+
+def _short(name: str) -> str:
+    return name[:3]
+
+
+class _GroupReducer:
+    """Sums small CPU tensors over all ranks on a dedicated gloo group (so the
+    calls made inside backward never interleave with DDP's own
+    collectives)."""
+
+    def __init__(self) -> None:
+        self.group = torch_dist.new_group(backend='gloo')
+
+    def __call__(self, tensor: Tensor) -> None:
+        torch_dist.all_reduce(tensor, group=self.group)
+
+
+@OPTIM_WRAPPERS.register_module()
+class FullerOptimWrapper(OptimWrapper):
+    """:class:`mmengine.optim.OptimWrapper` with FULLER gradient calibration.
+
+    Args:
+        optimizer: the wrapped optimizer (built by the constructor).
+        calibration: ``inter`` / ``intra`` calibrator configs (None switches
+            a level off), ``warmup_iters``, ``per_sample``, ``sync``; missing
+            keys take the defaults (IMTLG + EqualNorm).
+        **kwargs: ``accumulative_counts``, ``clip_grad`` of ``OptimWrapper``.
+
+    Statistics published to the message hub after each backward pass
+    (``fuller/`` keys; with several junctions of a kind, the junction's
+    module name is inserted after ``fuller/``):
+
+    - ``task_cos`` (mean pairwise cosine of the task gradients; with T > 2
+      also ``task_cos/a-b``), ``grad_norm/<task>``, ``weight/<task>``;
+    - ``grad_norm/<modality>``, ``grad_norm_after/<modality>``,
+      ``cam_lid_ratio_before`` / ``_after`` (norm ratio of the first two
+      modalities, named by their first three letters).
+    """
+
+    def __init__(self,
+                 optimizer: torch.optim.Optimizer,
+                 calibration: Optional[dict] = None,
+                 **kwargs) -> None:
+        super().__init__(optimizer=optimizer, **kwargs)
+        cfg = dict(DEFAULT_CALIBRATION)
+        unknown = set(calibration or {}) - set(cfg)
+        if unknown:
+            raise KeyError(f'unknown calibration keys {sorted(unknown)}; '
+                           f'valid ones are {sorted(cfg)}')
+        cfg.update(calibration or {})
+        if cfg['per_sample'] and cfg['sync']:
+            raise ValueError('calibration per_sample=True and sync=True '
+                             'exclude each other: ranks hold different '
+                             'samples; choose one')
+        if cfg['warmup_iters'] < 0:
+            raise ValueError('calibration warmup_iters must be >= 0, got '
+                             f"{cfg['warmup_iters']}")
+        self.calibration_cfg = cfg
+        self.calibrators: Dict[str, Optional[object]] = {}
+        for level in LEVELS:
+            self.set_calibrator(level, cfg[level])
+        self._reducer = None
+        self._records: List[tuple] = []
+
+    # ---------------------------------------------------------------- config
+    def set_calibrator(self, level: str, cfg: Optional[dict]) -> None:
+        """Switch a level (``'inter'`` or ``'intra'``) to a calibrator config,
+        or off with ``None``; takes effect at the next step."""
+        if level not in LEVELS:
+            raise KeyError(f'calibration level must be one of {list(LEVELS)}'
+                           f', got {level!r}')
+        self.calibration_cfg[level] = cfg
+        self.calibrators[level] = build_optional(cfg)
+
+    @property
+    def calibrating(self) -> bool:
+        """Whether the warm-up is over (the junctions calibrate)."""
+        return self._inner_count >= self.calibration_cfg['warmup_iters']
+
+    # ------------------------------------------------------------------ arm
+    def _sync_reducer(self) -> Optional[_GroupReducer]:
+        if not self.calibration_cfg['sync']:
+            return None
+        if not (torch_dist.is_available() and torch_dist.is_initialized()
+                and torch_dist.get_world_size() > 1):
+            return None
+        if self._reducer is None:
+            self._reducer = _GroupReducer()
+        return self._reducer
+
+    def arm_junctions(self, model: nn.Module) -> None:
+        """Arm every junction of ``model`` for the next backward pass.
+
+        Raises:
+            RuntimeError: a level is switched on but the model has no
+                junction of the kind it needs.
+        """
+        reduce = self._sync_reducer()
+        for level, junction_type in LEVELS.items():
+            found = [(n, m) for n, m in model.named_modules()
+                     if isinstance(m, junction_type)]
+            calibrator = self.calibrators[level]
+            if calibrator is not None and not found:
+                raise RuntimeError(
+                    f'calibration {level}={self.calibration_cfg[level]} is '
+                    f'on, but {type(model).__name__} has no '
+                    f'{junction_type.__name__}; place one in the model '
+                    '(docs/architecture.md, "Junctions") or set '
+                    f'calibration=dict({level}=None)')
+            for name, junction in found:
+                tag = name.replace('module.', '', 1) if len(found) > 1 else ''
+                junction.arm(
+                    calibrator if self.calibrating else None,
+                    per_sample=self.calibration_cfg['per_sample'],
+                    reduce=reduce,
+                    recorder=self._recorder(tag))
+
+    def _recorder(self, tag: str):
+
+        def record(stats: dict) -> None:
+            self._records.append((tag, stats))
+
+        return record
+
+    @contextmanager
+    def optim_context(self, model: nn.Module):
+        """Arms the junctions, then mmengine's context (gradient
+        accumulation's ``no_sync``)."""
+        self.arm_junctions(model)
+        with super().optim_context(model):
+            yield
+
+    # ------------------------------------------------------------- backward
+    def backward(self, loss: Tensor, **kwargs) -> None:
+        """Backward pass (calibrated inside by the junctions), then publish
+        the statistics it recorded."""
+        self._records = []
+        super().backward(loss, **kwargs)
+        self.publish_stats()
+
+    def _grad_scale(self) -> float:
+        """Factor the gradients carry (AMP loss scale)."""
+        return 1.0
+
+    def statistics(self) -> Dict[str, float]:
+        """Statistics of the last backward pass, as ``{key: value}``."""
+        scale = self._grad_scale()
+        out: Dict[str, float] = {}
+        for tag, rec in self._records:
+            if not rec['finite']:
+                continue
+            prefix = STATS_PREFIX + (f'{tag}/' if tag else '')
+            names = rec['names']
+            if rec['kind'] == 'task':
+                gram = rec['gram'] / scale**2
+                norms = torch.sqrt(torch.clamp(torch.diagonal(gram), min=0))
+                cos = []
+                for i in range(len(names)):
+                    out[f'{prefix}grad_norm/{names[i]}'] = float(norms[i])
+                    out[f'{prefix}weight/{names[i]}'] = float(
+                        rec['weights'][i])
+                    for j in range(i + 1, len(names)):
+                        denom = float(norms[i] * norms[j])
+                        c = float(gram[i, j]) / denom if denom > 0 else 0.0
+                        cos.append(c)
+                        if len(names) > 2:
+                            out[f'{prefix}task_cos/{names[i]}-{names[j]}'] = c
+                if cos:
+                    out[f'{prefix}task_cos'] = sum(cos) / len(cos)
+            else:
+                before = rec['norms_before'] / scale
+                after = rec['norms_after'] / scale
+                for i, name in enumerate(names):
+                    out[f'{prefix}grad_norm/{name}'] = float(before[i])
+                    out[f'{prefix}grad_norm_after/{name}'] = float(after[i])
+                if len(names) >= 2:
+                    key = f'{prefix}{_short(names[0])}_{_short(names[1])}'
+                    for when, n in (('before', before), ('after', after)):
+                        if float(n[1]) > 0:
+                            out[f'{key}_ratio_{when}'] = float(n[0] / n[1])
+        return {k: v for k, v in out.items() if math.isfinite(v)}
+
+    def publish_stats(self) -> None:
+        """Write :meth:`statistics` to the current message hub."""
+        stats = self.statistics()
+        if stats:
+            hub = MessageHub.get_current_instance()
+            for key, value in stats.items():
+                hub.update_scalar(key, value)
+
+
+@OPTIM_WRAPPERS.register_module()
+class FullerAmpOptimWrapper(FullerOptimWrapper):
+    """:class:`FullerOptimWrapper` with automatic mixed precision.
+
+    Runs the forward pass under ``torch.autocast``. With float16 a
+    ``torch.amp.GradScaler`` scales the loss (the calibration is scale
+    invariant and a non-finite gradient passes the junctions untouched, so the
+    scaler still sees overflows); bfloat16 needs no scaler.
+
+    Args:
+        dtype: ``'float16'`` or ``'bfloat16'`` (default: float16 on CUDA,
+            bfloat16 on CPU).
+        device_type: ``'cuda'`` or ``'cpu'`` (default: CUDA when available).
+        loss_scale: ``'dynamic'``, a float initial scale or a dict of
+            ``GradScaler`` arguments (float16 only).
+        **kwargs: arguments of :class:`FullerOptimWrapper`.
+    """
+
+    VALID_DTYPES = ('float16', 'bfloat16')
+
+    def __init__(self,
+                 dtype: Optional[Union[str, torch.dtype]] = None,
+                 device_type: Optional[str] = None,
+                 loss_scale: Union[str, float, dict] = 'dynamic',
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        if device_type is None:
+            device_type = 'cuda' if torch.cuda.is_available() else 'cpu'
+        if device_type not in ('cuda', 'cpu'):
+            raise ValueError("FullerAmpOptimWrapper device_type must be 'cuda'"
+                             f" or 'cpu', got {device_type!r}")
+        if device_type == 'cuda' and not torch.cuda.is_available():
+            raise RuntimeError("device_type='cuda' but no CUDA device is "
+                               "available; use device_type='cpu' (bfloat16)")
+        if dtype is None:
+            dtype = 'float16' if device_type == 'cuda' else 'bfloat16'
+        if isinstance(dtype, torch.dtype):
+            dtype = str(dtype).replace('torch.', '')
+        if dtype not in self.VALID_DTYPES:
+            raise ValueError(f'FullerAmpOptimWrapper dtype must be one of '
+                             f'{self.VALID_DTYPES}, got {dtype!r}')
+        self.device_type = device_type
+        self.cast_dtype = getattr(torch, dtype)
+        self.loss_scaler = None
+        if self.cast_dtype == torch.float16:
+            if loss_scale == 'dynamic':
+                scaler_args = {}
+            elif isinstance(loss_scale, (int, float)):
+                scaler_args = dict(init_scale=float(loss_scale))
+            elif isinstance(loss_scale, dict):
+                scaler_args = dict(loss_scale)
+            else:
+                raise TypeError("loss_scale must be 'dynamic', a float or a "
+                                f'dict, got {loss_scale!r}')
+            self.loss_scaler = torch.amp.GradScaler(device_type, **scaler_args)
+
+    def _grad_scale(self) -> float:
+        return 1.0 if self.loss_scaler is None else float(
+            self.loss_scaler.get_scale())
+
+    def backward(self, loss: Tensor, **kwargs) -> None:
+        if self.loss_scaler is not None:
+            loss = self.loss_scaler.scale(loss)
+        super().backward(loss, **kwargs)
+
+    def step(self, **kwargs) -> None:
+        if self.loss_scaler is None:
+            super().step(**kwargs)
+            return
+        if self.clip_grad_kwargs:
+            self.loss_scaler.unscale_(self.optimizer)
+            self._clip_grad()
+        self.loss_scaler.step(self.optimizer, **kwargs)
+        self.loss_scaler.update()
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.loss_scaler is not None:
+            state['loss_scaler'] = self.loss_scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        scaler_state = state_dict.pop('loss_scaler', None)
+        if scaler_state is not None and self.loss_scaler is not None:
+            self.loss_scaler.load_state_dict(scaler_state)
+        super().load_state_dict(state_dict)
+
+    @contextmanager
+    def optim_context(self, model: nn.Module):
+        """Junction arming and accumulation context, then autocast."""
+        with super().optim_context(model), torch.autocast(
+                device_type=self.device_type, dtype=self.cast_dtype):
+            yield
