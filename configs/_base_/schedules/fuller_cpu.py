@@ -1,0 +1,38 @@
+# Schedule of the CPU setting (2 cores, a few hundred steps per run).
+# The FULLER calibration lives in the optimizer wrapper:
+#   inter  task-level calibration of the gradients that the detection and
+#          segmentation heads send into the shared BEV feature (the task
+#          junction): None = plain sum of the task gradients (naive
+#          multi-task learning); dict(type='IMTLG') = FULLER's default
+#          (equal projections on every task gradient); also 'MGDA',
+#          'PCGrad', 'CAGrad', 'AlignedMTL', 'Sum'.
+#   intra  modality-level calibration where the camera and LiDAR branches
+#          meet the fuser (the modality junction): None = untouched;
+#          dict(type='EqualNorm') = FULLER (both branch gradients rescaled
+#          to their mean norm, against modality bias).
+#   warmup_iters  iterations of plain summing before calibration starts.
+#   per_sample    calibrate each sample of the batch separately.
+#   sync          under DDP, all-reduce the calibration statistics so all
+#                 ranks use identical weights.
+optim_wrapper = dict(
+    type='FullerOptimWrapper',
+    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.01),
+    clip_grad=dict(max_norm=35, norm_type=2),
+    calibration=dict(
+        inter=None,
+        intra=None,
+        warmup_iters=0,
+        per_sample=False,
+        sync=False))
+
+max_epochs = 4
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+         end=20),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs,
+         T_max=max_epochs, eta_min=2e-5)
+]
+train_cfg = dict(
+    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')

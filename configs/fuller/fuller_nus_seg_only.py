@@ -1,0 +1,3 @@
+# nuScenes paper setting, single-task baseline: BEV map segmentation only.
+_base_ = ['./fuller_nus_naive.py']
+model = dict(bbox_head=None)
