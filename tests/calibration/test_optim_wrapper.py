@@ -1,0 +1,223 @@
+"""FullerOptimWrapper and GradientCalibrationHook in real mmengine Runner
+training runs of the toy two-modality, two-task model."""
+import json
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+import fuller  # noqa: F401  (registers everything)
+import fuller.testing  # noqa: F401
+from fuller.engine import FullerAmpOptimWrapper, FullerOptimWrapper
+from fuller.testing.toy import ToyFusionModel
+
+REPO = Path(__file__).resolve().parents[2]
+TOY = REPO / 'configs' / 'toy' / 'toy_fuller.py'
+COMBOS = {
+    'off': dict(inter=None, intra=None),
+    'inter': dict(inter=dict(type='IMTLG'), intra=None),
+    'intra': dict(inter=None, intra=dict(type='EqualNorm')),
+    'both': dict(inter=dict(type='IMTLG'), intra=dict(type='EqualNorm')),
+}
+
+
+def _config(work_dir, calibration, epochs=3, wrapper='FullerOptimWrapper',
+            hook=None, **wrapper_kwargs):
+    cfg = Config.fromfile(str(TOY))
+    cfg.work_dir = str(work_dir)
+    cfg.experiment_name = f'toy_{uuid.uuid4().hex[:8]}'
+    cfg.train_cfg.max_epochs = epochs
+    cfg.default_hooks.checkpoint = None
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=4)
+    cfg.optim_wrapper = dict(
+        type=wrapper,
+        optimizer=dict(type='SGD', lr=0.05, momentum=0.9),
+        clip_grad=dict(max_norm=10.0),
+        calibration=calibration,
+        **wrapper_kwargs)
+    cfg.custom_hooks = [hook or dict(type='GradientCalibrationHook',
+                                     interval=4)]
+    return cfg
+
+
+def _train(cfg):
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return runner
+
+
+def _history(runner, key):
+    return runner.message_hub.get_scalar(key).data[0]
+
+
+@pytest.mark.parametrize('combo', list(COMBOS))
+def test_runner_training_decreases_loss(combo, tmp_path):
+    runner = _train(_config(tmp_path, COMBOS[combo]))
+    assert isinstance(runner.optim_wrapper, FullerOptimWrapper)
+    loss = _history(runner, 'train/loss')
+    assert len(loss) == 24 and all(map(lambda v: v == v, loss))
+    assert loss[-4:].mean() < 0.8 * loss[:4].mean(), loss
+    # Statistics are published every step, whatever is switched on.
+    cos = _history(runner, 'fuller/task_cos')
+    assert len(cos) == 24 and ((cos >= -1) & (cos <= 1)).all()
+    w_det = _history(runner, 'fuller/weight/det')
+    w_seg = _history(runner, 'fuller/weight/seg')
+    after = _history(runner, 'fuller/cam_lid_ratio_after')
+    before = _history(runner, 'fuller/cam_lid_ratio_before')
+    if COMBOS[combo]['inter'] is None:
+        assert (w_det == 1).all() and (w_seg == 1).all()
+    else:  # IMTLG: weights sum to 1
+        assert abs(w_det + w_seg - 1).max() < 1e-6
+    if COMBOS[combo]['intra'] is None:
+        assert (after == before).all() and abs(before - 1).max() > 0.05
+    else:  # EqualNorm: equal norms afterwards
+        assert abs(after - 1).max() < 1e-5 and abs(before - 1).max() > 0.05
+    # The hook wrote the statistics as JSON lines through LocalVisBackend.
+    lines = [
+        json.loads(line) for path in tmp_path.glob('*/vis_data/scalars.json')
+        for line in path.read_text().splitlines()
+    ]
+    fuller_lines = [ln for ln in lines if 'fuller/task_cos' in ln]
+    assert [ln['step'] for ln in fuller_lines] == [4, 8, 12, 16, 20, 24]
+    assert fuller_lines[-1]['fuller/task_cos'] == pytest.approx(
+        float(cos[-4:].mean()))
+
+
+def test_model_without_junction_raises(tmp_path):
+    cfg = _config(tmp_path, COMBOS['intra'])
+    cfg.model.with_junctions = False
+    with pytest.raises(RuntimeError, match='has no ModalityJunction'):
+        _train(cfg)
+    cfg = _config(tmp_path, COMBOS['off'], epochs=1)
+    cfg.model.with_junctions = False
+    _train(cfg)  # both levels off: nothing needed
+
+
+def test_bad_calibration_config_is_explained():
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    opt = torch.optim.SGD(params, lr=0.1)
+    with pytest.raises(KeyError, match='unknown calibration keys'):
+        FullerOptimWrapper(opt, calibration=dict(inetr=None))
+    with pytest.raises(ValueError, match='exclude each other'):
+        FullerOptimWrapper(opt, calibration=dict(per_sample=True, sync=True))
+    with pytest.raises(KeyError, match='level'):
+        FullerOptimWrapper(opt).set_calibrator('task', None)
+
+
+def test_warmup_and_accumulation(tmp_path):
+    cfg = _config(tmp_path, dict(COMBOS['both'], warmup_iters=6),
+                  accumulative_counts=2)
+    runner = _train(cfg)
+    w_det = _history(runner, 'fuller/weight/det')
+    after = _history(runner, 'fuller/cam_lid_ratio_after')
+    assert (w_det[:6] == 1).all() and (w_det[6:] < 1).all()
+    assert abs(after[:6] - 1).min() > 1e-3 and abs(after[6:] - 1).max() < 1e-5
+    loss = _history(runner, 'train/loss')
+    assert loss[-4:].mean() < 0.8 * loss[:4].mean()
+
+
+def test_hook_switches_levels(tmp_path):
+    hook = dict(type='GradientCalibrationHook', interval=8, switches=[
+        dict(iter=5, inter=None),
+        dict(epoch=2, intra=None, inter=dict(type='MGDA')),
+    ])
+    runner = _train(_config(tmp_path, COMBOS['both'], hook=hook))
+    w_det = _history(runner, 'fuller/weight/det')
+    after = _history(runner, 'fuller/cam_lid_ratio_after')
+    before = _history(runner, 'fuller/cam_lid_ratio_before')
+    assert (w_det[:5] < 1).all() and (w_det[5:16] == 1).all()
+    assert (w_det[16:] <= 1).all() and (w_det[16:] < 1).any()
+    assert abs(after[:16] - 1).max() < 1e-5
+    assert (after[16:] == before[16:]).all()
+    assert runner.optim_wrapper.calibration_cfg['intra'] is None
+    with pytest.raises(ValueError, match='exactly one of iter/epoch'):
+        from fuller.engine import GradientCalibrationHook
+        GradientCalibrationHook(switches=[dict(iter=1, epoch=2, inter=None)])
+
+
+def test_bf16_autocast_on_cpu(tmp_path):
+    runner = _train(_config(tmp_path, COMBOS['both'], epochs=2,
+                            wrapper='FullerAmpOptimWrapper', dtype='bfloat16'))
+    wrapper = runner.optim_wrapper
+    assert isinstance(wrapper, FullerAmpOptimWrapper)
+    assert wrapper.device_type == 'cpu' or torch.cuda.is_available()
+    assert wrapper.loss_scaler is None
+    loss = _history(runner, 'train/loss')
+    assert torch.isfinite(torch.as_tensor(loss)).all()
+    assert loss[-4:].mean() < loss[:4].mean()
+    assert abs(_history(runner, 'fuller/cam_lid_ratio_after') - 1).max() < 1e-2
+    # The forward pass really runs in bfloat16 under the wrapper's context.
+    model = runner.model
+    inputs = dict(camera=torch.randn(1, 3, 8, 8), lidar=torch.randn(1, 2, 8, 8))
+    with wrapper.optim_context(model):
+        assert model(inputs)['det'].dtype == torch.bfloat16
+
+
+def test_fp16_grad_scaler_skips_overflow():
+    """float16 + GradScaler: an overflowing gradient passes the junctions
+    untouched, the scaler sees it and skips the step."""
+    model = ToyFusionModel(channels=4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    wrapper = FullerAmpOptimWrapper(
+        optimizer=opt, dtype='float16', device_type='cpu',
+        loss_scale=dict(init_scale=2.0**60))
+    inputs = dict(camera=torch.randn(2, 3, 8, 8), lidar=torch.randn(2, 2, 8, 8))
+    before = [p.detach().clone() for p in model.parameters()]
+    with wrapper.optim_context(model):
+        out = model(inputs)
+    loss = sum(o.float().pow(2).mean() for o in out.values())
+    wrapper.update_params(loss)
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    assert wrapper.loss_scaler.get_scale() < 2.0**60
+    assert 'loss_scaler' in wrapper.state_dict()
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _ddp_worker(rank, port, work_dir, out):
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port),
+                      RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2')
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group('gloo', rank=rank, world_size=2)
+    import fuller.testing  # noqa: F401
+    result = {}
+    for sync in (True, False):
+        cfg = _config(Path(work_dir) / f'sync{sync}', COMBOS['both'],
+                      epochs=1)
+        cfg.optim_wrapper.calibration['sync'] = sync
+        cfg.launcher = 'pytorch'
+        cfg.experiment_name = f'ddp_sync{sync}'
+        runner = _train(cfg)
+        model = runner.model.module
+        result[sync] = dict(
+            weights=_history(runner, 'fuller/weight/det').tolist(),
+            ratio=_history(runner, 'fuller/cam_lid_ratio_before').tolist(),
+            params={k: v.clone()
+                    for k, v in model.state_dict().items()})
+    torch.save(result, f'{out}_{rank}.pth')
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_sync_gives_identical_weights(tmp_path):
+    out = str(tmp_path / 'result')
+    mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path), out), nprocs=2)
+    r0, r1 = (torch.load(f'{out}_{r}.pth', weights_only=False)
+              for r in (0, 1))
+    for sync in (True, False):
+        for key, value in r0[sync]['params'].items():
+            assert torch.equal(value, r1[sync]['params'][key]), key
+    # sync=True: every rank calibrates with the same (global) statistics.
+    assert r0[True]['weights'] == r1[True]['weights']
+    assert r0[True]['ratio'] == r1[True]['ratio']
+    # sync=False: each rank calibrates its own micro-batch.
+    assert r0[False]['weights'] != r1[False]['weights']
