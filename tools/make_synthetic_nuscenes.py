@@ -1,0 +1,54 @@
+"""Writes a small synthetic dataset in the exact nuScenes on-disk format.
+
+    python tools/make_synthetic_nuscenes.py --out data/nuscenes-synth \
+        [--scenes 10 --samples-per-scene 10 --seed 0 --image-size 480 270 \
+         --lidar-sweeps 2 --camera-sweeps 1]
+
+The tables load with ``nuscenes.NuScenes(version, dataroot)``, the maps with
+``NuScenesMap(dataroot, location)``; then build the info files with
+``python tools/create_data.py nuscenes --root-path <out> --version <version>``
+(the version is printed: v1.0-mini for <= 10 scenes). See docs/data.md.
+"""
+import argparse
+import json
+
+from fuller.datasets.synthetic import generate
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--out', default='data/nuscenes-synth',
+                   help='dataset root to write')
+    p.add_argument('--scenes', type=int, default=10,
+                   help='number of scenes (20%% go to val, as nuScenes-mini)')
+    p.add_argument('--samples-per-scene', type=int, default=10,
+                   help='2 Hz key frames per scene')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--image-size', type=int, nargs=2, default=(480, 270),
+                   metavar=('W', 'H'), help='camera image size')
+    p.add_argument('--lidar-sweeps', type=int, default=2,
+                   help='20 Hz LiDAR sweeps before every key frame')
+    p.add_argument('--camera-sweeps', type=int, default=1,
+                   help='12 Hz camera sweeps before every key frame')
+    p.add_argument('--azimuths', type=int, default=1024,
+                   help='LiDAR columns per revolution (32 rings)')
+    p.add_argument('--quiet', action='store_true')
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    summary = generate(a.out, num_scenes=a.scenes,
+                       samples_per_scene=a.samples_per_scene, seed=a.seed,
+                       image_size=tuple(a.image_size),
+                       lidar_sweeps=a.lidar_sweeps,
+                       camera_sweeps=a.camera_sweeps, azimuths=a.azimuths,
+                       verbose=not a.quiet)
+    summary['megabytes'] = round(summary.pop('bytes') / 2**20, 1)
+    print(json.dumps(summary))
+    print(f'next: python tools/create_data.py nuscenes --root-path {a.out} '
+          f'--version {summary["version"]}')
+
+
+if __name__ == '__main__':
+    main()
