@@ -7,7 +7,7 @@ overlaps another agent, the ego car or a building at any time of the scene.
 """
 import math
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import shapely
@@ -65,7 +65,6 @@ class Agent:
     velocity: np.ndarray  # (vx, vy) m/s
     yaw: float
     color: Tuple[int, int, int]
-    annotated: bool = True
 
     @property
     def category(self) -> str:
@@ -109,6 +108,8 @@ class Traffic:
         self.times = np.arange(0.0, duration + 0.51, 0.25)
         self.agents: List[Agent] = []
         self._occupied = [[] for _ in self.times]
+        self._sightlines = [[] for _ in self.times]  # kept free for the LiDAR
+        self._ego_fp = []
         for b in world.buildings:
             poly = Agent('', 'car', np.array([b.size[1], b.size[0], 1.0]),
                          b.center[:2], np.zeros(2), b.yaw, (0, 0, 0)
@@ -134,28 +135,44 @@ class Traffic:
                 r.start + 30 + travel, r.end - 30)
             xy, yaw = lane.pose(s)
             ego = Agent('ego', 'car', np.array(EGO_SIZE), xy,
-                        lane.velocity(speed), yaw, (0, 0, 0), annotated=False)
-            self._commit(ego)
+                        lane.velocity(speed), yaw, (0, 0, 0))
+            if not self._fits(ego):
+                continue
+            self._ego_fp = [ego.footprint(t) for t in self.times]
             self.ego_lane = lane
             return ego
         raise RuntimeError('could not place the ego vehicle')
 
     # -------------------------------------------------------------- agents
-    def _fits(self, agent: Agent) -> bool:
-        for t, occ in zip(self.times, self._occupied):
-            if not occ:
-                continue
-            if np.any(shapely.intersects(np.array(occ, object),
-                                         agent.footprint(t))):
+    def _sightline(self, agent: Agent, t: float):
+        return shapely.LineString([self.ego.center(t)[:2],
+                                   agent.center(t)[:2]]).buffer(0.6)
+
+    def _fits(self, agent: Agent, keep_visible: bool = False) -> bool:
+        for i, t in enumerate(self.times):
+            fp = agent.footprint(t)
+            blockers = self._occupied[i] + self._sightlines[i]
+            if self._ego_fp:
+                blockers = blockers + [self._ego_fp[i]]
+            if np.any(shapely.intersects(np.array(blockers, object), fp)):
+                return False
+            if keep_visible and self._occupied[i] and np.any(
+                    shapely.intersects(np.array(self._occupied[i], object),
+                                       self._sightline(agent, t))):
                 return False
         return True
 
-    def _commit(self, agent: Agent) -> None:
-        for t, occ in zip(self.times, self._occupied):
+    def _commit(self, agent: Agent, keep_visible: bool = False) -> None:
+        """Occupies the agent's footprints; ``keep_visible`` also reserves
+        the line of sight from the ego car to it at every time."""
+        for t, occ, sight in zip(self.times, self._occupied, self._sightlines):
             occ.append(agent.footprint(t))
+            if keep_visible:
+                sight.append(self._sightline(agent, t))
         self.agents.append(agent)
 
-    def _new(self, name: str, xy, yaw: float, velocity=(0.0, 0.0)) -> bool:
+    def _new(self, name: str, xy, yaw: float, velocity=(0.0, 0.0),
+             keep_visible: bool = False) -> bool:
         rng = self.rng
         w, l, h = CLASS_SPECS[name][1]
         size = np.array([w, l, h]) * rng.uniform(0.9, 1.1, 3)
@@ -166,8 +183,8 @@ class Traffic:
         agent = Agent(make_token('instance', self.key, len(self.agents)), name,
                       size, np.asarray(xy, float), np.asarray(velocity, float),
                       float(yaw), tuple(int(c) for c in base))
-        if self._fits(agent):
-            self._commit(agent)
+        if self._fits(agent, keep_visible):
+            self._commit(agent, keep_visible)
             return True
         return False
 
@@ -181,6 +198,7 @@ class Traffic:
                  n_cycles: int = 3, n_cone_groups: int = 2) -> List[Agent]:
         rng = self.rng
         lanes = [ln for ln in self._near_lanes() if ln is not self.ego_lane]
+        self._one_of_each(lanes)
         kinds = ('car',) * 12 + ('truck',) * 3 + ('bus', 'trailer',
                                                    'motorcycle', 'motorcycle')
         lane_speed = {id(ln): (0.0 if rng.random() < 0.3 else
@@ -224,13 +242,42 @@ class Traffic:
                 self._roadworks(lanes[rng.integers(len(lanes))])
         return self.agents
 
-    def _walkway_spot(self) -> Tuple[np.ndarray, float, float]:
+    def _one_of_each(self, lanes: List[Lane]) -> None:
+        """Every class once close to the ego path (inside the evaluation
+        ranges) with a free line of sight from the ego car, so that even a
+        tiny split has all ten classes with LiDAR points."""
         rng = self.rng
-        lanes = self._near_lanes()
+        close = [ln for ln in self.world.lanes_near(self.center, 20.0)
+                 if ln is not self.ego_lane] or lanes
+        for name in CLASS_SPECS:
+            for _ in range(30):
+                if name == 'pedestrian':
+                    xy, yaw, _ = self._walkway_spot(close, spread=20.0)
+                    if self._new(name, xy, yaw, keep_visible=True):
+                        break
+                    continue
+                lane = close[rng.integers(len(close))]
+                lateral = (rng.choice([-1.3, 1.3]) if name in (
+                    'barrier', 'traffic_cone') else rng.uniform(-0.3, 0.3))
+                xy, yaw = lane.pose(self._s_near(lane, 20.0), lateral)
+                if name == 'barrier':
+                    yaw += math.pi / 2
+                moving = name in VEHICLES + ('motorcycle', 'bicycle') and \
+                    rng.random() < 0.5
+                vel = lane.velocity(rng.uniform(2.0, 5.0)) if moving else (
+                    0.0, 0.0)
+                if self._new(name, xy, yaw, vel, keep_visible=True):
+                    break
+
+    def _walkway_spot(self, lanes: Optional[List[Lane]] = None,
+                      spread: float = 50.0) -> Tuple[np.ndarray, float,
+                                                     float]:
+        rng = self.rng
+        lanes = lanes or self._near_lanes()
         road = lanes[rng.integers(len(lanes))].road
         sgn = 1 if rng.random() < 0.5 else -1
         d = sgn * (road.half_width + rng.uniform(0.6, WALK_WIDTH - 0.6))
-        s = self.center[road.axis] + rng.uniform(-50, 50)
+        s = self.center[road.axis] + rng.uniform(-spread, spread)
         return road.to_global(s, d), road.heading, s
 
     def _crossing_pedestrian(self) -> None:
