@@ -32,12 +32,13 @@ def _config(work_dir, calibration, epochs=3, wrapper='FullerOptimWrapper',
     cfg = Config.fromfile(str(TOY))
     cfg.work_dir = str(work_dir)
     cfg.experiment_name = f'toy_{uuid.uuid4().hex[:8]}'
+    cfg.visualizer.name = cfg.experiment_name  # one visualiser per run
     cfg.train_cfg.max_epochs = epochs
     cfg.default_hooks.checkpoint = None
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=4)
     cfg.optim_wrapper = dict(
         type=wrapper,
-        optimizer=dict(type='SGD', lr=0.05, momentum=0.9),
+        optimizer=dict(type='Adam', lr=0.01),
         clip_grad=dict(max_norm=10.0),
         calibration=calibration,
         **wrapper_kwargs)
@@ -46,10 +47,34 @@ def _config(work_dir, calibration, epochs=3, wrapper='FullerOptimWrapper',
     return cfg
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions: one thread avoids contention on a shared CI box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _dataset_loss(runner):
+    """Mean total loss over the whole training set (fixed data)."""
+    model = runner.model.module if hasattr(runner.model,
+                                           'module') else runner.model
+    loader = runner.build_dataloader(runner.cfg.train_dataloader)
+    total = []
+    with torch.no_grad():
+        for batch in loader:
+            data = model.data_preprocessor(batch, False)
+            total.append(sum(model(**data, mode='loss').values()).item())
+    return sum(total) / len(total)
+
+
 def _train(cfg):
+    """Train; returns the runner and the dataset loss before and after."""
     runner = Runner.from_cfg(cfg)
+    before = _dataset_loss(runner)
     runner.train()
-    return runner
+    return runner, before, _dataset_loss(runner)
 
 
 def _history(runner, key):
@@ -58,11 +83,10 @@ def _history(runner, key):
 
 @pytest.mark.parametrize('combo', list(COMBOS))
 def test_runner_training_decreases_loss(combo, tmp_path):
-    runner = _train(_config(tmp_path, COMBOS[combo]))
+    runner, before, after_training = _train(_config(tmp_path, COMBOS[combo]))
     assert isinstance(runner.optim_wrapper, FullerOptimWrapper)
-    loss = _history(runner, 'train/loss')
-    assert len(loss) == 24 and all(map(lambda v: v == v, loss))
-    assert loss[-4:].mean() < 0.8 * loss[:4].mean(), loss
+    assert len(_history(runner, 'train/loss')) == 24
+    assert after_training < 0.8 * before, (before, after_training)
     # Statistics are published every step, whatever is switched on.
     cos = _history(runner, 'fuller/task_cos')
     assert len(cos) == 24 and ((cos >= -1) & (cos <= 1)).all()
@@ -113,13 +137,12 @@ def test_bad_calibration_config_is_explained():
 def test_warmup_and_accumulation(tmp_path):
     cfg = _config(tmp_path, dict(COMBOS['both'], warmup_iters=6),
                   accumulative_counts=2)
-    runner = _train(cfg)
+    runner, before, after_training = _train(cfg)
     w_det = _history(runner, 'fuller/weight/det')
     after = _history(runner, 'fuller/cam_lid_ratio_after')
     assert (w_det[:6] == 1).all() and (w_det[6:] < 1).all()
     assert abs(after[:6] - 1).min() > 1e-3 and abs(after[6:] - 1).max() < 1e-5
-    loss = _history(runner, 'train/loss')
-    assert loss[-4:].mean() < 0.8 * loss[:4].mean()
+    assert after_training < 0.9 * before  # 12 optimizer steps only
 
 
 def test_hook_switches_levels(tmp_path):
@@ -127,7 +150,7 @@ def test_hook_switches_levels(tmp_path):
         dict(iter=5, inter=None),
         dict(epoch=2, intra=None, inter=dict(type='MGDA')),
     ])
-    runner = _train(_config(tmp_path, COMBOS['both'], hook=hook))
+    runner = _train(_config(tmp_path, COMBOS['both'], hook=hook))[0]
     w_det = _history(runner, 'fuller/weight/det')
     after = _history(runner, 'fuller/cam_lid_ratio_after')
     before = _history(runner, 'fuller/cam_lid_ratio_before')
@@ -142,15 +165,14 @@ def test_hook_switches_levels(tmp_path):
 
 
 def test_bf16_autocast_on_cpu(tmp_path):
-    runner = _train(_config(tmp_path, COMBOS['both'], epochs=2,
-                            wrapper='FullerAmpOptimWrapper', dtype='bfloat16'))
+    runner, before, after_training = _train(
+        _config(tmp_path, COMBOS['both'], wrapper='FullerAmpOptimWrapper',
+                dtype='bfloat16', device_type='cpu'))
     wrapper = runner.optim_wrapper
     assert isinstance(wrapper, FullerAmpOptimWrapper)
-    assert wrapper.device_type == 'cpu' or torch.cuda.is_available()
     assert wrapper.loss_scaler is None
-    loss = _history(runner, 'train/loss')
-    assert torch.isfinite(torch.as_tensor(loss)).all()
-    assert loss[-4:].mean() < loss[:4].mean()
+    assert torch.isfinite(torch.as_tensor(_history(runner, 'train/loss'))).all()
+    assert after_training < 0.8 * before
     assert abs(_history(runner, 'fuller/cam_lid_ratio_after') - 1).max() < 1e-2
     # The forward pass really runs in bfloat16 under the wrapper's context.
     model = runner.model
@@ -196,8 +218,11 @@ def _ddp_worker(rank, port, work_dir, out):
                       epochs=1)
         cfg.optim_wrapper.calibration['sync'] = sync
         cfg.launcher = 'pytorch'
+        # CPU DDP: no device ids (mmengine passes [LOCAL_RANK] otherwise)
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel',
+                                     device_ids=None)
         cfg.experiment_name = f'ddp_sync{sync}'
-        runner = _train(cfg)
+        runner = _train(cfg)[0]
         model = runner.model.module
         result[sync] = dict(
             weights=_history(runner, 'fuller/weight/det').tolist(),
