@@ -1,5 +1,5 @@
 """Lift-Splat-Shoot camera-to-BEV view transform (as in BEVFusion)."""
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from mmcv.cnn import ConvModule
@@ -11,16 +11,22 @@ from .ops import bev_pool
 from .utils import bins_from_bound
 
 
-def _stack_meta(data_samples: Sequence, key: str, ref: Tensor) -> Tensor:
-    """Stack a per-sample matrix metainfo field into one tensor on ``ref``."""
-    try:
-        mats = [torch.as_tensor(ds.metainfo[key]) for ds in data_samples]
-    except KeyError:
-        raise KeyError(
-            f'LSSTransform needs the metainfo field "{key}" in every data '
-            'sample (see docs/architecture.md); add it in the data '
-            'pipeline (Pack3DDetInputs meta_keys).') from None
-    return torch.stack(mats).to(device=ref.device, dtype=torch.float32)
+def _stack_meta(data_samples: Sequence, key: str, ref: Tensor,
+                default: Optional[Tensor] = None) -> Tensor:
+    """Stack a per-sample matrix metainfo field into one float32 tensor on
+    ``ref``'s device; samples without the field get ``default``."""
+    mats = []
+    for ds in data_samples:
+        if key in ds.metainfo:
+            mats.append(torch.as_tensor(ds.metainfo[key], dtype=torch.float32))
+        elif default is not None:
+            mats.append(default)
+        else:
+            raise KeyError(
+                f'LSSTransform needs the metainfo field "{key}" in every '
+                'data sample (see docs/architecture.md); add it in the data '
+                'pipeline (Pack3DDetInputs meta_keys).')
+    return torch.stack(mats).to(ref.device)
 
 
 @MODELS.register_module()
@@ -179,17 +185,12 @@ class LSSTransform(BaseModule):
         ctx = x[:, self.num_depth:]
         # (B*N, D, fH, fW, C) lifted features.
         lifted = depth.unsqueeze(-1) * ctx.permute(0, 2, 3, 1).unsqueeze(1)
+        eye = torch.eye(4)
         lidar2img = _stack_meta(data_samples, 'lidar2img', img_feats)
-        eye = torch.eye(4, device=img_feats.device)
-        img_aug = torch.stack([
-            torch.as_tensor(ds.metainfo['img_aug_matrix'], dtype=torch.float32)
-            if 'img_aug_matrix' in ds.metainfo else eye.expand(n, 4, 4).cpu()
-            for ds in data_samples]).to(img_feats.device)
-        lidar_aug = torch.stack([
-            torch.as_tensor(ds.metainfo['lidar_aug_matrix'],
-                            dtype=torch.float32)
-            if 'lidar_aug_matrix' in ds.metainfo else eye.cpu()
-            for ds in data_samples]).to(img_feats.device)
+        img_aug = _stack_meta(data_samples, 'img_aug_matrix', img_feats,
+                              eye.expand(n, 4, 4))
+        lidar_aug = _stack_meta(data_samples, 'lidar_aug_matrix', img_feats,
+                                eye)
         geom = self.get_geometry(lidar2img, img_aug, lidar_aug)
         coords, keep = self.voxel_indices(geom)
         feats = lifted.reshape(-1, self.out_channels)

@@ -225,7 +225,7 @@ class TransFusionHead(BaseModule):
         min_radius = self.train_cfg.get('min_radius', 2)
         for c, (sx, sy), label in zip(centres, sizes, gt.labels_3d):
             radius = max(min_radius, int(gaussian_radius(
-                (float(sy), float(sx)), min_overlap=overlap)))
+                (sy, sx), min_overlap=overlap)))
             ix, iy = int(c[0]), int(c[1])
             if 0 <= ix < shape[0] and 0 <= iy < shape[1]:
                 # draw_heatmap_gaussian indexes [row, col] with centre
