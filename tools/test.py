@@ -16,7 +16,8 @@ from typing import List, Optional
 import fuller  # noqa: F401 (registers the plugin)
 from fuller.engine.runner_setup import (DictAction, UserInputError,
                                         check_data_paths, configure_launcher,
-                                        default_work_dir, load_config)
+                                        default_work_dir, init_cpu_process_group,
+                                        load_config)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -62,6 +63,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         sys.exit(f'tools/test.py: error: {err}')
 
     from mmengine.dist import is_main_process
+    init_cpu_process_group(args.launcher)
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg

@@ -17,6 +17,7 @@ import fuller  # noqa: F401
 from fuller.engine.runner_setup import (DictAction, UserInputError, apply_amp,
                                         check_data_paths, check_fresh_work_dir,
                                         configure_launcher, default_work_dir,
+                                        init_cpu_process_group,
                                         load_config)
 
 
@@ -78,6 +79,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     except UserInputError as err:
         sys.exit(f'tools/train.py: error: {err}')
 
+    init_cpu_process_group(args.launcher)
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg

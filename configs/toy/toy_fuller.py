@@ -22,7 +22,8 @@ param_scheduler = [dict(type='MultiStepLR', milestones=[2], gamma=0.5, by_epoch=
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=2),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=5),
-    visualization=None)
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=5))
 visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
 randomness = dict(seed=0)
+# Writes params_rank{R}.pth at the end: lets tests compare distributed ranks.
+custom_hooks = [dict(type='DumpParametersHook')]

@@ -6,10 +6,14 @@ stores more than tensors in a checkpoint's ``meta`` (the message hub's
 ``--resume`` and ``load_from`` fail with an ``UnpicklingError``.
 
 Instead of turning the safe unpickler off (``weights_only=False`` would run
-any pickled code), we allow exactly the extra types mmengine writes. Checkpoints
-holding anything else still fail loudly, as torch intends.
+any pickled code), we allow exactly the extra types mmengine writes. The one
+function involved, ``getattr`` (a ``HistoryBuffer`` pickles its statistics
+methods as ``getattr(HistoryBuffer, 'mean')``), is replaced by a version that
+resolves nothing but those methods. Checkpoints holding anything else still
+fail loudly, as torch intends.
 """
-from typing import List
+import pickle
+from typing import Any, List
 
 import numpy as np
 import torch
@@ -29,6 +33,18 @@ def _numpy_types() -> List[object]:
             *dtype_classes]
 
 
+def _history_buffer_method(owner: Any, name: str) -> Any:
+    """``getattr`` restricted to the public methods of ``HistoryBuffer``."""
+    from mmengine.logging import HistoryBuffer
+    if owner is HistoryBuffer and not name.startswith('_') and callable(
+            getattr(HistoryBuffer, name, None)):
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint asks for getattr({owner!r}, {name!r}); only '
+        'HistoryBuffer statistics methods are allowed. Load it with '
+        'torch.load(..., weights_only=False) only if you trust its source.')
+
+
 def allow_mmengine_checkpoints() -> None:
     """Register mmengine's checkpoint meta types as safe torch.load globals.
 
@@ -38,4 +54,5 @@ def allow_mmengine_checkpoints() -> None:
     if add_safe_globals is None:
         return
     from mmengine.logging import HistoryBuffer
-    add_safe_globals([HistoryBuffer, *_numpy_types()])
+    add_safe_globals([HistoryBuffer, *_numpy_types(),
+                      (_history_buffer_method, 'builtins.getattr')])

@@ -5,6 +5,7 @@ the problem and the fix; the tools turn it into ``prog: error: ...`` and exit 2
 instead of a deep traceback.
 """
 import difflib
+import inspect
 import os
 import os.path as osp
 from typing import Iterable, List, Optional
@@ -29,20 +30,23 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
 
     Raises:
         UserInputError: the file is missing, or an option's top-level key is
-            not in the config (a likely typo; close matches are suggested).
+            neither in the config nor a Runner argument (a likely typo; close
+            matches are suggested).
     """
     if not osp.isfile(path):
         raise UserInputError(f'config file not found: {path}')
     cfg = Config.fromfile(path)
     if cfg_options:
+        from mmengine.runner import Runner
+        known = set(cfg.keys()) | set(inspect.signature(Runner.__init__).parameters)
         for key in cfg_options:
             top = key.split('.', 1)[0]
-            if top not in cfg:
-                close = difflib.get_close_matches(top, list(cfg.keys()), n=3)
+            if top not in known:
+                close = difflib.get_close_matches(top, sorted(known), n=3)
                 hint = f' (did you mean {", ".join(close)}?)' if close else ''
                 raise UserInputError(
-                    f'--cfg-options key "{key}": "{top}" is not a key of '
-                    f'{path}{hint}')
+                    f'--cfg-options key "{key}": "{top}" is neither a key of '
+                    f'{path} nor a Runner argument{hint}')
         cfg.merge_from_dict(cfg_options)
     return cfg
 
@@ -131,9 +135,11 @@ def configure_launcher(cfg: Config, launcher: str) -> None:
     else:
         dist_cfg['backend'] = 'gloo'
         # DDP on CPU must not be given a CUDA device id.
-        wrapper_cfg = cfg.setdefault('model_wrapper_cfg',
-                                     dict(type='MMDistributedDataParallel'))
-        wrapper_cfg.setdefault('device_ids', None)
+        wrapper_cfg = dict(cfg.get('model_wrapper_cfg') or
+                           dict(type='MMDistributedDataParallel'))
+        if 'device_ids' not in wrapper_cfg:
+            wrapper_cfg['device_ids'] = None
+        cfg.model_wrapper_cfg = wrapper_cfg
     # torchrun sets LOCAL_RANK; the legacy launcher passes --local-rank.
     os.environ.setdefault('LOCAL_RANK', '0')
 
@@ -141,3 +147,16 @@ def configure_launcher(cfg: Config, launcher: str) -> None:
 def default_work_dir(config_path: str) -> str:
     """``work_dirs/<config file stem>``, as MMDetection3D does."""
     return osp.join('work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def init_cpu_process_group(launcher: str) -> None:
+    """Start the gloo process group ourselves on CPU-only machines.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` unconditionally,
+    which fails on a CPU build of torch; the Runner skips its own
+    initialisation when a process group already exists.
+    """
+    import torch.distributed as dist
+    if launcher != 'pytorch' or torch.cuda.is_available() or dist.is_initialized():
+        return
+    dist.init_process_group(backend='gloo')
