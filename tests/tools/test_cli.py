@@ -89,3 +89,12 @@ def test_bad_input_is_one_line_error(tool, argv, message):
 def test_test_tool_args():
     args = test_tool.parse_args([CONFIG, 'x.pth', '--out', 'm.json', '--launcher', 'pytorch'])
     assert args.checkpoint == 'x.pth' and args.out == 'm.json'
+
+
+def test_broken_config_is_one_line_error(tool, tmp_path):
+    broken = tmp_path / 'broken.py'
+    broken.write_text("_base_ = ['%s']\noptim_wrapper = dict(calibration=dict(\n" % CONFIG)
+    proc = tool('tools/train.py', broken, check=False, timeout=120)
+    assert proc.returncode != 0
+    assert f'cannot load config {broken}' in proc.stderr.strip().splitlines()[-1]
+    assert 'Traceback' not in proc.stderr

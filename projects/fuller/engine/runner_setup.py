@@ -35,7 +35,13 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """
     if not osp.isfile(path):
         raise UserInputError(f'config file not found: {path}')
-    cfg = Config.fromfile(path)
+    try:
+        cfg = Config.fromfile(path)
+    except (SyntaxError, TypeError, KeyError, ValueError, FileNotFoundError,
+            ImportError) as err:
+        # mmengine's own message names the clash; the traceback adds nothing.
+        raise UserInputError(f'cannot load config {path}: '
+                             f'{type(err).__name__}: {err}') from err
     if cfg_options:
         from mmengine.runner import Runner
         known = set(cfg.keys()) | set(inspect.signature(Runner.__init__).parameters)
