@@ -1,4 +1,5 @@
 # nuScenes paper setting, inter-gradient calibration only: IMTL-G weights the
 # detection and segmentation gradients on the shared BEV feature.
 _base_ = ['./fuller_nus_naive.py']
-optim_wrapper = dict(calibration=dict(inter=dict(type='IMTLG'), intra=None))
+optim_wrapper = dict(
+    calibration=dict(inter=dict(type='IMTLG'), intra=dict(type='Identity')))

@@ -3,4 +3,4 @@
 # the task gradients are summed.
 _base_ = ['./fuller_nus_naive.py']
 optim_wrapper = dict(
-    calibration=dict(inter=None, intra=dict(type='EqualNorm')))
+    calibration=dict(inter=dict(type='Sum'), intra=dict(type='EqualNorm')))

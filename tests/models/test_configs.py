@@ -15,9 +15,9 @@ EXPERIMENTS = sorted(
     osp.relpath(p, REPO)
     for p in glob.glob(osp.join(REPO, 'configs', 'fuller', '*.py')))
 EXPECTED_CALIBRATION = {
-    'naive': (None, None), 'det_only': (None, None),
-    'seg_only': (None, None), 'inter': ('IMTLG', None),
-    'intra': (None, 'EqualNorm'), 'fuller': ('IMTLG', 'EqualNorm'),
+    'naive': ('Sum', 'Identity'), 'det_only': ('Sum', 'Identity'),
+    'seg_only': ('Sum', 'Identity'), 'inter': ('IMTLG', 'Identity'),
+    'intra': ('Sum', 'EqualNorm'), 'fuller': ('IMTLG', 'EqualNorm'),
     'fuller_light': ('IMTLG', 'EqualNorm'),
     'centerhead': ('IMTLG', 'EqualNorm')
 }
@@ -47,11 +47,14 @@ def test_experiment_config_builds(path):
     # the model matches the dataset config it inherits
     vl = cfg.model.data_preprocessor.voxel_layer
     assert list(vl.point_cloud_range) == list(cfg.point_cloud_range)
+    assert list(cfg.model.view_transform.image_size) == list(cfg.image_size)
     if model.seg_head is not None:
         assert list(model.seg_head.classes) == list(cfg.map_classes)
-    if model.bbox_head is not None and hasattr(model.bbox_head,
-                                               'num_classes'):
-        assert model.bbox_head.num_classes == len(cfg.class_names)
+        assert [list(b) for b in cfg.model.seg_head.output_bounds] == [
+            list(cfg.map_xbound), list(cfg.map_ybound)]
+    if model.bbox_head is not None:
+        n = model.bbox_head.num_classes  # CenterHead: a list per task
+        assert (sum(n) if isinstance(n, list) else n) == len(cfg.class_names)
     wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
     calib = wrapper.calibration_cfg
     got = tuple(c['type'] if c else None

@@ -129,7 +129,7 @@ def test_bad_configs_fail_clearly(model_cfg):
     with pytest.raises(ValueError, match='channel mismatch.*fusion_layer'):
         build_model(cfg)
     cfg = copy.deepcopy(model_cfg)
-    cfg.seg_head.in_channels = 64
+    cfg.seg_head.in_channels = 128
     with pytest.raises(ValueError, match='channel mismatch.*seg_head'):
         build_model(cfg)
     cfg = copy.deepcopy(model_cfg)

@@ -63,32 +63,32 @@ model = dict(
     pts_middle_encoder=dict(
         type='BEVPointPillarsScatter', in_channels=32,
         output_shape=[128, 128]),
-    fusion_layer=dict(type='ConvFuser', in_channels=[32, 32], out_channels=64),
+    fusion_layer=dict(type='ConvFuser', in_channels=[32, 32], out_channels=32),
     pts_backbone=dict(
         type='SECOND',
-        in_channels=64,
-        out_channels=[64, 128],
+        in_channels=32,
+        out_channels=[32, 64],
         layer_nums=[2, 2],
         layer_strides=[2, 2],
         norm_cfg=dict(type='BN', eps=1e-3, momentum=0.01),
         conv_cfg=dict(type='Conv2d', bias=False)),
     pts_neck=dict(
         type='SECONDFPN',
-        in_channels=[64, 128],
-        out_channels=[64, 64],
+        in_channels=[32, 64],
+        out_channels=[32, 32],
         upsample_strides=[1, 2],
         norm_cfg=dict(type='BN', eps=1e-3, momentum=0.01),
         upsample_cfg=dict(type='deconv', bias=False),
         use_conv_for_no_stride=True),
     bbox_head=dict(
         type='TransFusionHead',
-        in_channels=128,
+        in_channels=64,
         num_classes=10,
         num_proposals=64,
-        hidden_channels=64,
+        hidden_channels=32,
         num_heads=4,
-        ffn_channels=128,
-        head_channels=32,
+        ffn_channels=64,
+        head_channels=16,
         num_decoder_layers=1,
         bbox_coder=dict(
             type='TransFusionBBoxCoder',
@@ -111,8 +111,8 @@ model = dict(
         test_cfg=dict(score_threshold=0.0, max_num=64)),
     seg_head=dict(
         type='BEVSegHead',
-        in_channels=128,
+        in_channels=64,
         classes=model_map_classes,
         input_bounds=[[-51.2, 51.2, 1.6], [-51.2, 51.2, 1.6]],
         output_bounds=[[-50.0, 50.0, 1.0], [-50.0, 50.0, 1.0]],
-        mid_channels=128))
+        mid_channels=64))

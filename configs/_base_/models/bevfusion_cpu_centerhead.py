@@ -5,7 +5,7 @@ model = dict(
     bbox_head=dict(
         _delete_=True,
         type='BEVCenterHead',
-        in_channels=128,
+        in_channels=64,
         tasks=[
             dict(
                 num_class=10,
@@ -17,7 +17,7 @@ model = dict(
         ],
         common_heads=dict(
             reg=(2, 2), height=(1, 2), dim=(3, 2), rot=(2, 2), vel=(2, 2)),
-        share_conv_channel=64,
+        share_conv_channel=32,
         bbox_coder=dict(
             type='CenterPointBBoxCoder',
             post_center_range=[-61.2, -61.2, -10.0, 61.2, 61.2, 10.0],

@@ -2,14 +2,16 @@
 # The FULLER calibration lives in the optimizer wrapper:
 #   inter  task-level calibration of the gradients that the detection and
 #          segmentation heads send into the shared BEV feature (the task
-#          junction): None = plain sum of the task gradients (naive
-#          multi-task learning); dict(type='IMTLG') = FULLER's default
-#          (equal projections on every task gradient); also 'MGDA',
-#          'PCGrad', 'CAGrad', 'AlignedMTL', 'Sum'.
+#          junction): dict(type='Sum') = plain sum of the task gradients
+#          (naive multi-task learning, statistics still logged);
+#          dict(type='IMTLG') = FULLER's default (equal projections on every
+#          task gradient); also 'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL';
+#          None = the junction is not armed at all (no statistics).
 #   intra  modality-level calibration where the camera and LiDAR branches
-#          meet the fuser (the modality junction): None = untouched;
-#          dict(type='EqualNorm') = FULLER (both branch gradients rescaled
-#          to their mean norm, against modality bias).
+#          meet the fuser (the modality junction): dict(type='Identity') =
+#          untouched (statistics logged); dict(type='EqualNorm') = FULLER
+#          (both branch gradients rescaled to their mean norm, against
+#          modality bias); None = not armed.
 #   warmup_iters  iterations of plain summing before calibration starts.
 #   per_sample    calibrate each sample of the batch separately.
 #   sync          under DDP, all-reduce the calibration statistics so all
@@ -19,8 +21,8 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.01),
     clip_grad=dict(max_norm=35, norm_type=2),
     calibration=dict(
-        inter=None,
-        intra=None,
+        inter=dict(type='Sum'),
+        intra=dict(type='Identity'),
         warmup_iters=0,
         per_sample=False,
         sync=False))
