@@ -123,6 +123,18 @@ def test_model_without_junction_raises(tmp_path):
     _train(cfg)  # both levels off: nothing needed
 
 
+def test_registered_in_mmengine_and_mmdet3d_scopes():
+    from mmdet3d.registry import HOOKS as MMDET3D_HOOKS
+    from mmdet3d.registry import OPTIM_WRAPPERS as MMDET3D_WRAPPERS
+    from mmengine.registry import HOOKS, OPTIM_WRAPPERS
+    for name, cls in (('FullerOptimWrapper', FullerOptimWrapper),
+                      ('FullerAmpOptimWrapper', FullerAmpOptimWrapper)):
+        assert OPTIM_WRAPPERS.module_dict[name] is cls
+        assert MMDET3D_WRAPPERS.module_dict[name] is cls
+    name = 'GradientCalibrationHook'
+    assert HOOKS.module_dict[name] is MMDET3D_HOOKS.module_dict[name]
+
+
 def test_bad_calibration_config_is_explained():
     params = [torch.nn.Parameter(torch.zeros(1))]
     opt = torch.optim.SGD(params, lr=0.1)

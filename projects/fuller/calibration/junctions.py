@@ -106,12 +106,14 @@ def calibrate_modalities(
     out = list(grads)
     if not present or (state.calibrator is None and state.recorder is None):
         return out
-    batch = present[0].shape[0] if state.per_sample else 1
+    # norms over all but the batch dim (per sample) or all dims; no reshape,
+    # which would copy the (often non-contiguous) slices of the fuser's grad
     sq = torch.stack([
         torch.linalg.vector_norm(
-            g.reshape(batch, -1), dim=1, dtype=torch.float32)**2
-        for g in present
-    ]).to('cpu', torch.float64)  # (K, B)
+            g,
+            dim=tuple(range(1, g.dim())) if state.per_sample else None,
+            dtype=torch.float32).reshape(-1)**2 for g in present
+    ]).to('cpu', torch.float64)  # (K, B) or (K, 1)
     if state.reduce is not None:
         state.reduce(sq)
     finite = bool(torch.isfinite(sq).all())

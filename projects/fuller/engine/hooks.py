@@ -2,11 +2,13 @@
 from typing import Dict, Optional, Sequence
 
 from mmengine.hooks import Hook
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 
 from ..registry import HOOKS
 from .optim_wrapper import LEVELS, STATS_PREFIX, FullerOptimWrapper
 
 
+@MMENGINE_HOOKS.register_module()
 @HOOKS.register_module()
 class GradientCalibrationHook(Hook):
     """Logs the calibration statistics and switches levels on or off.

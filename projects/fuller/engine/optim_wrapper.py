@@ -1,5 +1,8 @@
 """Optimizer wrappers that run FULLER's multi-level gradient calibration.
 
+Registered in both mmdet3d's and mmengine's ``OPTIM_WRAPPERS``, so configs
+find them with or without ``default_scope='mmdet3d'``.
+
 ``FullerOptimWrapper`` owns the calibration config, arms the model's
 junctions (:mod:`fuller.calibration.junctions`) at every training step and
 publishes the per-step statistics to mmengine's ``MessageHub``.
@@ -28,6 +31,7 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from torch import Tensor, nn
 
 from ..calibration import ModalityJunction, TaskJunction, build_optional
@@ -61,6 +65,7 @@ class _GroupReducer:
         torch_dist.all_reduce(tensor, group=self.group)
 
 
+@MMENGINE_OPTIM_WRAPPERS.register_module()
 @OPTIM_WRAPPERS.register_module()
 class FullerOptimWrapper(OptimWrapper):
     """:class:`mmengine.optim.OptimWrapper` with FULLER gradient calibration.
@@ -235,6 +240,7 @@ class FullerOptimWrapper(OptimWrapper):
                 hub.update_scalar(key, value)
 
 
+@MMENGINE_OPTIM_WRAPPERS.register_module()
 @OPTIM_WRAPPERS.register_module()
 class FullerAmpOptimWrapper(FullerOptimWrapper):
     """:class:`FullerOptimWrapper` with automatic mixed precision.
