@@ -147,3 +147,28 @@ def test_bad_configs_fail_clearly(model_cfg):
         synthetic_batch(batch_size=1, map_size=(200, 200)), True)
     with pytest.raises(ValueError, match='gt_masks_bev'):
         model(**data, mode='loss')
+
+
+def test_data_preprocessor_contract(model_cfg):
+    model = build_model(model_cfg)
+    batch = synthetic_batch(batch_size=2)
+    out = model.data_preprocessor(batch, True)['inputs']
+    imgs = out['imgs']
+    assert imgs.shape == (2, 6, 3, 64, 176)
+    raw = torch.stack(batch['inputs']['imgs'])
+    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 1, 3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 1, 3, 1, 1)
+    torch.testing.assert_close(imgs, (raw - mean) / std)
+    vox = out['voxels']
+    coors = vox['coors']  # (batch, z, y, x)
+    assert set(coors[:, 0].tolist()) == {0, 1}
+    assert (coors[:, 1] == 0).all() and (coors[:, 2:] < 128).all()
+    # a voxel's points lie in the cell its coordinates name
+    first = vox['voxels'][:, 0, :2]
+    cell = torch.floor((first + 51.2) / 0.8).long()
+    assert torch.equal(cell[:, 0], coors[:, 3])
+    assert torch.equal(cell[:, 1], coors[:, 2])
+    bad = synthetic_batch(batch_size=1)
+    bad['inputs']['img'] = bad['inputs']['imgs']
+    with pytest.raises(KeyError, match="both 'imgs' and 'img'"):
+        model.data_preprocessor(bad, False)

@@ -1,4 +1,5 @@
 """The multi-task BEVFusion network (see docs/models.md)."""
+from .data_preprocessor import FullerDataPreprocessor
 from .fuller_bevfusion import FullerBEVFusion
 from .fusion import ConvFuser
 from .heads import (BEVCenterHead, BEVCenterL1Cost, BEVSegHead, IoU3DCost,
@@ -8,7 +9,7 @@ from .ops import bev_pool, bev_pool_reference
 from .view_transforms import LSSTransform
 
 __all__ = [
-    'FullerBEVFusion', 'ConvFuser', 'LSSTransform', 'BEVPointPillarsScatter',
+    'FullerBEVFusion', 'FullerDataPreprocessor', 'ConvFuser', 'LSSTransform', 'BEVPointPillarsScatter',
     'BEVSparseEncoder', 'TransFusionHead', 'TransFusionBBoxCoder',
     'BEVCenterL1Cost', 'IoU3DCost', 'BEVCenterHead', 'BEVSegHead',
     'bev_pool', 'bev_pool_reference'

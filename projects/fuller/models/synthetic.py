@@ -88,4 +88,4 @@ def synthetic_batch(batch_size: int = 2,
         ds.gt_masks_bev = (torch.rand(num_map_classes, *map_size,
                                       generator=g) > 0.7).to(torch.uint8)
         samples.append(ds)
-    return dict(inputs=dict(img=imgs, points=points), data_samples=samples)
+    return dict(inputs=dict(imgs=imgs, points=points), data_samples=samples)
