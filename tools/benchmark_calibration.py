@@ -10,9 +10,12 @@ two-branch, two-head toy side by side, in one run:
   with one backward pass per task.
 
 Steps of the modes are interleaved round-robin so that a noisy machine
-affects them alike. Peak memory: on CUDA the allocator's peak per step; on
-CPU the peak resident set of a fresh child process per mode (the torch CPU
-allocator keeps no statistics).
+affects them alike; both the wall time and the process CPU time of a step are
+reported (the latter is steadier on a shared machine). Peak memory: on CUDA
+the allocator's peak per step; on CPU the peak resident set of a fresh child
+process per mode (the torch CPU allocator keeps no statistics). The number of
+gradient passes through the shared layer per step shows that FULLER adds no
+backward pass (classic PCGrad needs one per task).
 
 Example::
 
@@ -116,6 +119,16 @@ class Stepper:
         else:
             self.wrapper = OptimWrapper(optimizer)
         self.pcgrad = PCGrad()
+        # Counts the gradient computations through the shared layer's output.
+        self.trunk_backwards = 0
+        self.model.shared.register_forward_hook(self._watch_trunk)
+
+    def _watch_trunk(self, module, args, out) -> None:
+        if out.requires_grad:
+            out.register_hook(self._count_trunk)
+
+    def _count_trunk(self, grad: Tensor) -> None:
+        self.trunk_backwards += 1
 
     def step(self, batch: Dict[str, Tensor]) -> None:
         with self.wrapper.optim_context(self.model):
@@ -180,49 +193,63 @@ def run_child(args) -> None:
 
 def benchmark(args) -> Dict[str, dict]:
     device = torch.device(args.device)
+    peaks = {m: 0.0 for m in args.modes}
+    if device.type == 'cpu':  # before this process holds big tensors
+        peaks = {m: child_peak_memory(args, m) for m in args.modes}
     batch = make_batch(args, device)
     steppers = {m: Stepper(m, args, device) for m in args.modes}
-    times = {m: [] for m in args.modes}
-    peaks = {m: 0.0 for m in args.modes}
+    wall = {m: [] for m in args.modes}
+    cpu = {m: [] for m in args.modes}
     for it in range(args.warmup + args.steps):
         for mode, stepper in steppers.items():
             if device.type == 'cuda':
                 torch.cuda.reset_peak_memory_stats()
                 base = torch.cuda.memory_allocated()
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             stepper.step(batch)
             _sync(device)
-            if it >= args.warmup:
-                times[mode].append(time.perf_counter() - t0)
-                if device.type == 'cuda':
-                    peaks[mode] = max(peaks[mode],
-                                      torch.cuda.max_memory_allocated() -
-                                      base)
-    if device.type == 'cpu':
-        del steppers
-        peaks = {m: child_peak_memory(args, m) for m in args.modes}
+            if it < args.warmup:
+                continue
+            wall[mode].append(time.perf_counter() - t0)
+            cpu[mode].append(time.process_time() - c0)
+            if device.type == 'cuda':
+                peaks[mode] = max(peaks[mode],
+                                  torch.cuda.max_memory_allocated() - base)
+    steps = args.warmup + args.steps
     return {
-        m: dict(median_s=statistics.median(times[m]), peak_mib=peaks[m] / 2**20,
-                times=times[m])
+        m: dict(median_s=statistics.median(wall[m]),
+                median_cpu_s=statistics.median(cpu[m]),
+                peak_mib=peaks[m] / 2**20,
+                trunk_backwards=steppers[m].trunk_backwards / steps,
+                wall_s=wall[m], cpu_s=cpu[m])
         for m in args.modes
     }
 
 
 def report(results: Dict[str, dict], args) -> str:
     ref = results.get('naive')
+
+    def ratio(r, key):
+        return r[key] / ref[key] if ref else float('nan')
+
     lines = [
         f'# BEV toy: batch {args.batch}, shared feature {args.channels} x '
         f'{args.size} x {args.size}, device {args.device}, '
         f'{torch.get_num_threads()} threads, {args.steps} timed steps',
-        f'{"mode":<8} {"median step (s)":>16} {"peak step mem (MiB)":>20} '
-        f'{"time / naive":>13} {"mem / naive":>12}'
+        f'{"mode":<7} {"step s":>7} {"cpu s":>7} {"peak MiB":>9} '
+        f'{"bwd/step":>8} {"time/naive":>10} {"cpu/naive":>9} '
+        f'{"mem/naive":>9}'
     ]
     for mode, r in results.items():
-        t_ratio = r['median_s'] / ref['median_s'] if ref else float('nan')
-        m_ratio = r['peak_mib'] / ref['peak_mib'] if ref else float('nan')
-        lines.append(f'{mode:<8} {r["median_s"]:>16.3f} {r["peak_mib"]:>20.1f}'
-                     f' {t_ratio:>13.3f} {m_ratio:>12.3f}')
+        lines.append(
+            f'{mode:<7} {r["median_s"]:>7.3f} {r["median_cpu_s"]:>7.3f} '
+            f'{r["peak_mib"]:>9.1f} {r["trunk_backwards"]:>8.0f} '
+            f'{ratio(r, "median_s"):>10.3f} {ratio(r, "median_cpu_s"):>9.3f} '
+            f'{ratio(r, "peak_mib"):>9.3f}')
+    lines.append('step s / cpu s: median wall / process CPU time of a step; '
+                 'peak MiB: peak memory of a step above the model and data; '
+                 'bwd/step: gradient passes through the shared layer')
     return '\n'.join(lines)
 
 
