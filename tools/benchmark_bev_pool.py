@@ -27,11 +27,10 @@ def frustum_coords(batch_size: int, device: str):
         ybound=[-54.0, 54.0, 0.3], zbound=[-10.0, 10.0, 20.0],
         dbound=[1.0, 60.0, 0.5])
     cams = ring_cameras((256, 704))
-    lidar2img = torch.as_tensor(cams['lidar2img']).expand(batch_size, -1, -1,
-                                                          -1)
-    n = lidar2img.shape[1]
-    geom = lss.get_geometry(lidar2img, torch.eye(4).expand(batch_size, n, 4,
-                                                            4),
+    lidar2img = torch.as_tensor(cams['lidar2img'])
+    lidar2img = lidar2img.expand(batch_size, -1, -1, -1)
+    img_aug = torch.eye(4).expand(*lidar2img.shape)
+    geom = lss.get_geometry(lidar2img, img_aug,
                             torch.eye(4).expand(batch_size, 4, 4))
     coords, keep = lss.voxel_indices(geom)
     return coords[keep].to(device), lss.grid_shape, geom[0].numel() // 3

@@ -1,5 +1,5 @@
-# CPU setting, FULLER calibration, with mmdet3d's CenterHead as the
-# detection head (the alternative to the TransFusion-style head).
+# CPU setting, FULLER calibration, with mmdet3d's CenterHead as the detection
+# head (the alternative to the TransFusion-style head).
 _base_ = [
     '../_base_/models/bevfusion_cpu_centerhead.py',
     '../_base_/datasets/nuscenes_synth_cpu.py',

@@ -1,4 +1,4 @@
-# CPU setting (synthetic nuScenes, 2 CPU cores), single-task baseline: 3D detection only (no seg head,
-# so there is nothing to calibrate across tasks).
+# CPU setting (synthetic nuScenes, 2 CPU cores), single-task baseline: 3D
+# detection only (no seg head, so there is nothing to calibrate across tasks).
 _base_ = ['./fuller_cpu_naive.py']
 model = dict(seg_head=None)

@@ -1,3 +1,4 @@
-# CPU setting (synthetic nuScenes, 2 CPU cores), single-task baseline: BEV map segmentation only.
+# CPU setting (synthetic nuScenes, 2 CPU cores), single-task baseline: BEV map
+# segmentation only.
 _base_ = ['./fuller_cpu_naive.py']
 model = dict(bbox_head=None)

@@ -1,7 +1,8 @@
-# nuScenes paper setting, naive multi-task learning: detection + map segmentation,
-# camera + LiDAR, task gradients summed, no modality calibration.
+# nuScenes paper setting, naive multi-task learning: detection + map
+# segmentation, camera + LiDAR, task gradients summed, no modality calibration.
 _base_ = [
-    '../_base_/models/bevfusion_nus.py', '../_base_/datasets/nuscenes_multitask.py',
+    '../_base_/models/bevfusion_nus.py',
+    '../_base_/datasets/nuscenes_multitask.py',
     '../_base_/schedules/fuller_nus_20e.py', '../_base_/default_runtime.py'
 ]
 optim_wrapper = dict(

@@ -9,8 +9,8 @@ from .ops import bev_pool, bev_pool_reference
 from .view_transforms import LSSTransform
 
 __all__ = [
-    'FullerBEVFusion', 'FullerDataPreprocessor', 'ConvFuser', 'LSSTransform', 'BEVPointPillarsScatter',
-    'BEVSparseEncoder', 'TransFusionHead', 'TransFusionBBoxCoder',
-    'BEVCenterL1Cost', 'IoU3DCost', 'BEVCenterHead', 'BEVSegHead',
-    'bev_pool', 'bev_pool_reference'
+    'FullerBEVFusion', 'FullerDataPreprocessor', 'ConvFuser', 'LSSTransform',
+    'BEVPointPillarsScatter', 'BEVSparseEncoder', 'TransFusionHead',
+    'TransFusionBBoxCoder', 'BEVCenterL1Cost', 'IoU3DCost', 'BEVCenterHead',
+    'BEVSegHead', 'bev_pool', 'bev_pool_reference'
 ]

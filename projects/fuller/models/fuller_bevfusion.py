@@ -1,5 +1,5 @@
 """The multi-task camera + LiDAR BEVFusion detector of FULLER-3D."""
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from mmdet3d.models.detectors import Base3DDetector
 from torch import Tensor

@@ -1,5 +1,5 @@
 """TransFusion-style query-based 3D detection head on a BEV feature."""
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +54,8 @@ class TransFusionDecoderLayer(BaseModule):
                 key_pos: Tensor) -> Tensor:
         qp, kp = self.query_pos(query_pos), self.key_pos(key_pos)
         q = query + qp
-        query = self.norms[0](query + self.drop(self.self_attn(q, q, query)[0]))
+        query = self.norms[0](query +
+                              self.drop(self.self_attn(q, q, query)[0]))
         query = self.norms[1](query + self.drop(
             self.cross_attn(query + qp, key + kp, key)[0]))
         return self.norms[2](query + self.drop(self.ffn(query)))
@@ -157,7 +158,7 @@ class TransFusionHead(BaseModule):
         for heads in self.pred_heads:
             nn.init.constant_(heads['heatmap'][-1].bias, -2.19)
 
-    # ------------------------------------------------------------------ forward
+    # --------------------------------------------------------------- forward
     @staticmethod
     def _cell_centres(nx: int, ny: int, ref: Tensor) -> Tensor:
         """(1, X*Y, 2) feature-cell centres (x, y), flattened X-major."""

@@ -9,7 +9,6 @@ extension to build.
 """
 from typing import Sequence
 
-import torch
 from torch import Tensor
 
 
