@@ -1,9 +1,7 @@
-# nuScenes paper setting, FULLER calibration (inter IMTL-G + intra EqualNorm)
-# with the lightweight detection and segmentation heads.
-_base_ = [
-    '../_base_/models/bevfusion_nus_light.py',
-    '../_base_/datasets/nuscenes_multitask.py',
-    '../_base_/schedules/fuller_nus_20e.py', '../_base_/default_runtime.py'
-]
-optim_wrapper = dict(
-    calibration=dict(inter=dict(type='IMTLG'), intra=dict(type='EqualNorm')))
+# nuScenes paper setting, FULLER calibration, with the lightweight detection
+# and segmentation heads (>= 40% fewer head parameters than
+# fuller_nus_fuller.py; see tools/count_params.py).
+_base_ = ['./fuller_nus_fuller.py']
+model = dict(
+    bbox_head=dict(hidden_channels=64, ffn_channels=128, head_channels=32),
+    seg_head=dict(mid_channels=256))

@@ -69,8 +69,8 @@ def test_light_heads_save_40_percent(setting):
         return [sum(p.numel() for p in h.parameters())
                 for h in (m.bbox_head, m.seg_head)]
 
-    std = heads(f'configs/_base_/models/bevfusion_{setting}.py')
-    light = heads(f'configs/_base_/models/bevfusion_{setting}_light.py')
+    std = heads(f'configs/fuller/fuller_{setting}_fuller.py')
+    light = heads(f'configs/fuller/fuller_{setting}_fuller_light.py')
     for s, li in zip(std, light):
         assert li <= 0.6 * s, (setting, s, li)
 
