@@ -172,3 +172,14 @@ def test_data_preprocessor_contract(model_cfg):
     bad['inputs']['img'] = bad['inputs']['imgs']
     with pytest.raises(KeyError, match="both 'imgs' and 'img'"):
         model.data_preprocessor(bad, False)
+
+
+def test_samples_without_boxes(model_cfg):
+    model = build_model(model_cfg)
+    data = model.data_preprocessor(synthetic_batch(batch_size=2, num_boxes=0),
+                                   True)
+    losses = model(**data, mode='loss')
+    assert all(torch.isfinite(v) for v in losses.values())
+    # no positives: nothing to regress, the heatmap target is all zeros
+    assert losses['det.loss_bbox'] == 0
+    sum(losses.values()).backward()
