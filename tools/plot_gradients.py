@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 Series = Dict[str, Tuple[np.ndarray, np.ndarray]]
@@ -116,6 +117,9 @@ def plot_runs(runs: Dict[str, Series], out: str, window: int) -> List[str]:
                         label=f'{name} ({tag} calibration)')
     ax.axhline(1.0, color='black', lw=0.8)
     ax.set_yscale('log')
+    # Plain numbers on the log axis (the default 1.0015e0 style is unreadable).
+    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter('%.3g'))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     _finish(ax, 'Camera / LiDAR gradient-norm ratio at the fuser',
             '||g_camera|| / ||g_lidar|| (log scale, 1 = balanced)')
     save(fig, 'modality_ratio.png')

@@ -78,7 +78,7 @@ def summarise(metrics: Dict[str, float]) -> Dict[str, float]:
            'mIoU': _find(metrics, 'mIoU')}
     for key, value in metrics.items():
         name = key.rsplit('/', 1)[-1]
-        if name.startswith('IoU_') or name.endswith('_IoU'):
+        if name.startswith('IoU.') and '@' not in name:
             row[name] = value
     return row
 
@@ -151,7 +151,7 @@ def _fmt(cell: Optional[dict], scale: float = 100.0, digits: int = 1) -> str:
 
 def render_markdown(table: Dict[str, Dict[str, dict]], seeds: List[int]) -> str:
     iou_cols = sorted({k for cols in table.values() for k in cols
-                       if k.startswith('IoU_') or k.endswith('_IoU')})
+                       if k.startswith('IoU.')})
     head = ['variant', 'mAP', 'NDS', 'mIoU'] + iou_cols + ['train time (s)',
                                                           f'Δ vs {BASELINE} (mAP / NDS / mIoU)']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]

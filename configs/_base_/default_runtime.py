@@ -27,3 +27,10 @@ log_processor = dict(type='LogProcessor', window_size=20, by_epoch=True)
 log_level = 'INFO'
 load_from = None
 resume = False
+
+# FULLER's per-step gradient statistics (task-gradient cosine, per-task norms,
+# calibration weights, camera/LiDAR norm ratio before/after) are averaged over
+# `interval` iterations and written to the logger and every vis backend.
+# `switches` turns a level on/off at a given iter/epoch, e.g.
+#   switches=[dict(epoch=2, inter=dict(type='IMTLG'))]
+custom_hooks = [dict(type='GradientCalibrationHook', interval=10)]
