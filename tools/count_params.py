@@ -53,7 +53,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('configs', nargs='+')
     parser.add_argument('--step-time', action='store_true')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='torch CPU threads for --step-time (0: default)')
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     import fuller  # noqa: F401
     from mmdet3d.utils import register_all_modules
 
