@@ -19,7 +19,7 @@ backward pass (classic PCGrad needs one per task).
 
 Example::
 
-    python tools/benchmark_calibration.py                  # 2 x 256 x 128 x 128
+    python tools/benchmark_calibration.py        # batch 2, 256 x 128 x 128
     python tools/benchmark_calibration.py --device cuda --batch 4 --steps 20
 """
 import argparse

@@ -72,7 +72,8 @@ def _brute_min_norm(gram):
         x0 = (x0 / x0.sum()).numpy()
         res = minimize(lambda w: w @ m @ w, x0, jac=lambda w: 2 * m @ w,
                        bounds=[(0, 1)] * num, method='SLSQP',
-                       constraints=[dict(type='eq', fun=lambda w: w.sum() - 1)],
+                       constraints=[dict(type='eq',
+                                         fun=lambda w: w.sum() - 1)],
                        options=dict(ftol=1e-15, maxiter=500))
         best = min(best, float(res.fun))
     return best

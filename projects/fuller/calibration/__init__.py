@@ -1,11 +1,10 @@
 """Gradient calibration (framework-free torch): calibrators and junctions."""
-from .base import (BaseModalityCalibrator, BaseTaskCalibrator, combine,
-                   pairwise_dots)
+from .base import (BaseModalityCalibrator, BaseTaskCalibrator,
+                   build_optional, combine, pairwise_dots)
 from .junctions import (BaseJunction, JunctionState, ModalityJunction,
                         TaskJunction, calibrate_modalities, calibrate_tasks)
 from .modality_calibrators import EqualNorm, Identity
-from .task_calibrators import (IMTLG, MGDA, AlignedMTL, CAGrad, PCGrad, Sum,
-                               build_optional)
+from .task_calibrators import IMTLG, MGDA, AlignedMTL, CAGrad, PCGrad, Sum
 
 __all__ = [
     'TaskJunction', 'ModalityJunction', 'BaseJunction', 'JunctionState',

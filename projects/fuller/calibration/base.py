@@ -12,10 +12,12 @@ stacked copies of them (design.md, "Cost"):
 The small problems are solved in float64 on the CPU, which is exact enough for
 the ill-conditioned cases (nearly parallel gradients) and costs microseconds.
 """
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
+
+from ..registry import CALIBRATORS
 
 #: A task gradient counts as zero when its squared norm is below ZERO_TOL
 #: times the largest one (a norm ratio of 1e-12).
@@ -198,7 +200,6 @@ class BaseModalityCalibrator:
         return f'{type(self).__name__}()'
 
 
-
 def check_names(names: Optional[Sequence[str]], what: str) -> tuple:
     """Validated tuple of branch names (non-empty, unique strings)."""
     if names is None or isinstance(names, str) or len(names) == 0:
@@ -209,3 +210,10 @@ def check_names(names: Optional[Sequence[str]], what: str) -> tuple:
             isinstance(n, str) for n in names):
         raise ValueError(f'{what} must be unique strings, got {names!r}')
     return names
+
+
+def build_optional(
+    cfg: Optional[dict]
+) -> Optional[Union[BaseTaskCalibrator, BaseModalityCalibrator]]:
+    """``CALIBRATORS.build(cfg)``, or None (level off) for ``cfg=None``."""
+    return None if cfg is None else CALIBRATORS.build(cfg)

@@ -6,8 +6,6 @@ Notation: ``g_t`` task gradients, ``n_t = |g_t| = sqrt(M_tt)``,
 ``u_t = g_t / n_t``.
 """
 import itertools
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -47,8 +45,9 @@ def _min_norm_weights(gram: Tensor) -> Tensor:
             rhs[size] = 1.0
             sol = torch.linalg.pinv(kkt) @ rhs
             w_face = sol[:size]
-            if float(w_face.min()) < -1e-10 or abs(float(w_face.sum()) -
-                                                    1) > 1e-8:
+            feasible = (float(w_face.min()) >= -1e-10
+                        and abs(float(w_face.sum()) - 1) <= 1e-8)
+            if not feasible:
                 continue
             w = torch.zeros(num, dtype=_F64)
             w[idx] = torch.clamp(w_face, min=0)
@@ -235,8 +234,3 @@ class AlignedMTL(BaseTaskCalibrator):
 
     def __repr__(self) -> str:
         return f'AlignedMTL(rtol={self.rtol})'
-
-
-def build_optional(cfg: Optional[dict]):
-    """``CALIBRATORS.build(cfg)`` or None for ``cfg=None``."""
-    return None if cfg is None else CALIBRATORS.build(cfg)

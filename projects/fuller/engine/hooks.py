@@ -71,7 +71,8 @@ class GradientCalibrationHook(Hook):
         wrapper = self._wrapper(runner)
         self._initial = {lvl: wrapper.calibration_cfg[lvl] for lvl in LEVELS}
 
-    def due_config(self, iteration: int, epoch: int) -> Dict[str, Optional[dict]]:
+    def due_config(self, iteration: int,
+                   epoch: int) -> Dict[str, Optional[dict]]:
         """Level configs in force at (iteration, epoch)."""
         state = dict(self._initial)
         for switch in self.switches:
