@@ -19,7 +19,8 @@ EXPECTED_CALIBRATION = {
     'seg_only': ('Sum', 'Identity'), 'inter': ('IMTLG', 'Identity'),
     'intra': ('Sum', 'EqualNorm'), 'fuller': ('IMTLG', 'EqualNorm'),
     'fuller_light': ('IMTLG', 'EqualNorm'),
-    'centerhead': ('IMTLG', 'EqualNorm')
+    'centerhead': ('IMTLG', 'EqualNorm'),
+    'camera_only': ('Sum', 'Identity'), 'lidar_only': ('Sum', 'Identity')
 }
 
 
@@ -47,7 +48,9 @@ def test_experiment_config_builds(path):
     # the model matches the dataset config it inherits
     vl = cfg.model.data_preprocessor.voxel_layer
     assert list(vl.point_cloud_range) == list(cfg.point_cloud_range)
-    assert list(cfg.model.view_transform.image_size) == list(cfg.image_size)
+    if cfg.model.view_transform:
+        assert list(cfg.model.view_transform.image_size) == list(
+            cfg.image_size)
     if model.seg_head is not None:
         assert list(model.seg_head.classes) == list(cfg.map_classes)
         assert [list(b) for b in cfg.model.seg_head.output_bounds] == [
@@ -128,3 +131,16 @@ def test_paper_setting_sparse_lidar_encoder():
     with torch.no_grad():
         out = model(**data, mode='predict')[0]
     assert out.pred_masks_bev.shape == (6, 200, 200)
+
+
+@pytest.mark.parametrize('variant', ['camera_only', 'lidar_only'])
+def test_single_modality_experiment_trains(variant):
+    cfg = load_cfg(f'configs/fuller/fuller_cpu_{variant}.py')
+    model = build_model(cfg.model)
+    assert model.modalities == (variant.split('_')[0], )
+    wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+    before = [p.detach().clone() for p in model.pts_backbone.parameters()]
+    log = model.train_step(synthetic_batch(batch_size=2), wrapper)
+    assert {k.split('.')[0] for k in log if 'loss' in k} >= {'det', 'seg'}
+    assert any(not torch.equal(a, b) for a, b in zip(
+        before, model.pts_backbone.parameters()))
