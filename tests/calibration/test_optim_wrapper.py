@@ -24,6 +24,8 @@ COMBOS = {
     'inter': dict(inter=dict(type='IMTLG'), intra=None),
     'intra': dict(inter=None, intra=dict(type='EqualNorm')),
     'both': dict(inter=dict(type='IMTLG'), intra=dict(type='EqualNorm')),
+    'both_per_sample': dict(inter=dict(type='IMTLG'),
+                            intra=dict(type='EqualNorm'), per_sample=True),
 }
 
 
@@ -144,6 +146,58 @@ def test_bad_calibration_config_is_explained():
         FullerOptimWrapper(opt, calibration=dict(per_sample=True, sync=True))
     with pytest.raises(KeyError, match='level'):
         FullerOptimWrapper(opt).set_calibrator('task', None)
+
+
+def test_backward_outside_optim_context_is_explained():
+    model = ToyFusionModel(channels=4)
+    wrapper = FullerOptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    inputs = dict(camera=torch.randn(2, 3, 8, 8),
+                  lidar=torch.randn(2, 2, 8, 8))
+    loss = sum(o.sum() for o in model(inputs).values())
+    with pytest.raises(RuntimeError, match='optim_context'):
+        wrapper.update_params(loss)
+    with wrapper.optim_context(model):
+        loss = sum(o.sum() for o in model(inputs).values())
+    wrapper.update_params(loss)  # armed: fine
+
+
+def test_statistics_for_three_tasks_and_loss_scale():
+    wrapper = FullerOptimWrapper(
+        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1))
+    gram = torch.tensor([[4.0, 0.0, -2.0], [0.0, 1.0, 0.0], [-2.0, 0.0, 4.0]],
+                        dtype=torch.float64)
+    wrapper._records = [
+        ('', dict(kind='task', names=('a', 'b', 'c'), gram=gram,
+                  weights=torch.tensor([0.2, 0.3, 0.5]), finite=True)),
+        ('', dict(kind='modality', names=('camera', 'lidar'),
+                  norms_before=torch.tensor([1.0, 4.0]),
+                  norms_after=torch.tensor([2.5, 2.5]), finite=True)),
+        ('', dict(kind='task', names=('a', 'b'), gram=gram[:2, :2] * 0,
+                  weights=torch.ones(2), finite=False)),  # skipped
+    ]
+    stats = wrapper.statistics()
+    assert stats['fuller/grad_norm/a'] == pytest.approx(2.0)
+    assert stats['fuller/task_cos/a-c'] == pytest.approx(-0.5)
+    assert stats['fuller/task_cos/a-b'] == pytest.approx(0.0)
+    assert stats['fuller/task_cos'] == pytest.approx(-0.5 / 3)
+    assert stats['fuller/weight/c'] == pytest.approx(0.5)
+    assert stats['fuller/cam_lid_ratio_before'] == pytest.approx(0.25)
+    assert stats['fuller/cam_lid_ratio_after'] == pytest.approx(1.0)
+    assert stats['fuller/grad_norm_after/lidar'] == pytest.approx(2.5)
+
+
+def test_hook_due_config_is_resume_safe():
+    from fuller.engine import GradientCalibrationHook
+    hook = GradientCalibrationHook(switches=[
+        dict(iter=10, inter=None), dict(epoch=1, intra=None),
+        dict(iter=20, inter=dict(type='MGDA'))])
+    hook._initial = dict(inter=dict(type='IMTLG'),
+                         intra=dict(type='EqualNorm'))
+    assert hook.due_config(9, 0) == hook._initial
+    assert hook.due_config(10, 0)['inter'] is None
+    assert hook.due_config(15, 1) == dict(inter=None, intra=None)
+    assert hook.due_config(500, 3) == dict(inter=dict(type='MGDA'),
+                                           intra=None)
 
 
 def test_warmup_and_accumulation(tmp_path):

@@ -112,6 +112,7 @@ class FullerOptimWrapper(OptimWrapper):
             self.set_calibrator(level, cfg[level])
         self._reducer = None
         self._records: List[tuple] = []
+        self._armed = False  # junctions armed since the last backward
 
     # ---------------------------------------------------------------- config
     def set_calibrator(self, level: str, cfg: Optional[dict]) -> None:
@@ -147,6 +148,7 @@ class FullerOptimWrapper(OptimWrapper):
                 junction of the kind it needs.
         """
         reduce = self._sync_reducer()
+        self._armed = True
         for level, junction_type in LEVELS.items():
             found = [(n, m) for n, m in model.named_modules()
                      if isinstance(m, junction_type)]
@@ -185,6 +187,14 @@ class FullerOptimWrapper(OptimWrapper):
     def backward(self, loss: Tensor, **kwargs) -> None:
         """Backward pass (calibrated inside by the junctions), then publish
         the statistics it recorded."""
+        if not self._armed and any(c is not None
+                                   for c in self.calibrators.values()):
+            raise RuntimeError(
+                'FullerOptimWrapper: backward without armed junctions. Run '
+                'the forward pass inside `with optim_wrapper.optim_context('
+                'model):` (mmengine BaseModel.train_step does so) or call '
+                'optim_wrapper.arm_junctions(model) before it')
+        self._armed = False
         self._records = []
         super().backward(loss, **kwargs)
         self.publish_stats()
