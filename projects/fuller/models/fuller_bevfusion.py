@@ -8,6 +8,11 @@ from ..calibration import ModalityJunction, TaskJunction
 from ..registry import MODELS
 
 
+def _build(cfg: Optional[dict]):
+    """Build a part from its config; None (switched off) stays None."""
+    return MODELS.build(cfg) if cfg else None
+
+
 def _channels_mismatch(what: str, got, where: str, want) -> ValueError:
     return ValueError(f'channel mismatch: {what} is {got} but {where} is '
                       f'{want}; make them equal in the model config.')
@@ -53,25 +58,22 @@ class FullerBEVFusion(Base3DDetector):
                  seg_head: Optional[dict] = None,
                  img_neck_level: int = 0,
                  use_junctions: bool = True,
-                 train_cfg: Optional[dict] = None,
-                 test_cfg: Optional[dict] = None,
                  init_cfg=None) -> None:
         super().__init__(data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
         self._check_config(img_backbone, view_transform, pts_voxel_encoder,
                            pts_middle_encoder, fusion_layer, pts_backbone,
                            pts_neck, bbox_head, seg_head)
-        build = lambda cfg: MODELS.build(cfg) if cfg else None  # noqa: E731
-        self.img_backbone = build(img_backbone)
-        self.img_neck = build(img_neck)
-        self.view_transform = build(view_transform)
-        self.pts_voxel_encoder = build(pts_voxel_encoder)
-        self.pts_middle_encoder = build(pts_middle_encoder)
-        self.fusion_layer = build(fusion_layer)
-        self.pts_backbone = build(pts_backbone)
-        self.pts_neck = build(pts_neck)
-        self.bbox_head = build(bbox_head)
-        self.seg_head = build(seg_head)
+        self.img_backbone = _build(img_backbone)
+        self.img_neck = _build(img_neck)
+        self.view_transform = _build(view_transform)
+        self.pts_voxel_encoder = _build(pts_voxel_encoder)
+        self.pts_middle_encoder = _build(pts_middle_encoder)
+        self.fusion_layer = _build(fusion_layer)
+        self.pts_backbone = _build(pts_backbone)
+        self.pts_neck = _build(pts_neck)
+        self.bbox_head = _build(bbox_head)
+        self.seg_head = _build(seg_head)
         self.img_neck_level = img_neck_level
         self.modalities = tuple(
             m for m, on in (('camera', self.with_camera),
