@@ -236,6 +236,14 @@ def test_hook_switches_levels(tmp_path):
     acc.Reload()
     steps = [e.step for e in acc.Scalars('fuller/weight/det')]
     assert steps == [8, 16, 24]
+    # With a plain OptimWrapper the hook is idle, unless asked to switch.
+    cfg = _config(tmp_path / 'plain', COMBOS['both'], epochs=1,
+                  wrapper='OptimWrapper')
+    cfg.optim_wrapper.pop('calibration')
+    _train(cfg)
+    cfg.custom_hooks = [hook]
+    with pytest.raises(TypeError, match='FullerOptimWrapper'):
+        _train(cfg)
     with pytest.raises(ValueError, match='exactly one of iter/epoch'):
         from fuller.engine import GradientCalibrationHook
         GradientCalibrationHook(switches=[dict(iter=1, epoch=2, inter=None)])

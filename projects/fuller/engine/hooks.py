@@ -19,6 +19,10 @@ class GradientCalibrationHook(Hook):
     (``LocalVisBackend``: JSON lines in ``<work_dir>/<timestamp>/vis_data/
     scalars.json``; ``TensorboardVisBackend``; ...).
 
+    With another optimizer wrapper (plain ``OptimWrapper``) the hook only
+    warns that there is nothing to log, unless it has ``switches``, which
+    need a :class:`FullerOptimWrapper` (``TypeError``).
+
     Args:
         interval: logging period in iterations.
         switches: level schedule, a list of dicts each with exactly one of
@@ -68,6 +72,14 @@ class GradientCalibrationHook(Hook):
         return wrapper
 
     def before_train(self, runner) -> None:
+        if not isinstance(runner.optim_wrapper, FullerOptimWrapper):
+            if self.switches:
+                self._wrapper(runner)  # raises: switches need the wrapper
+            runner.logger.warning(
+                'GradientCalibrationHook: the optimizer wrapper is '
+                f'{type(runner.optim_wrapper).__name__}, not '
+                'FullerOptimWrapper; no calibration statistics to log')
+            return
         wrapper = self._wrapper(runner)
         self._initial = {lvl: wrapper.calibration_cfg[lvl] for lvl in LEVELS}
 
