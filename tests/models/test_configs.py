@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
 
-from conftest import REPO, build_model, load_cfg
+from model_test_utils import REPO, build_model, load_cfg
 from fuller.models.synthetic import synthetic_batch
 
 EXPERIMENTS = sorted(

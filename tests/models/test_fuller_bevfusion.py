@@ -7,7 +7,7 @@ import torch
 from mmdet3d.structures import LiDARInstance3DBoxes
 from mmengine.optim import build_optim_wrapper
 
-from conftest import build_model, load_cfg
+from model_test_utils import build_model, load_cfg
 from fuller.calibration import ModalityJunction, TaskJunction
 from fuller.models.synthetic import synthetic_batch
 

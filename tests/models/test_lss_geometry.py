@@ -13,7 +13,7 @@ import pytest
 import torch
 from mmdet3d.structures import Det3DDataSample
 
-from conftest import DEMO
+from model_test_utils import DEMO
 from fuller.models import LSSTransform
 
 CAMS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK',
