@@ -33,7 +33,7 @@ def frustum_coords(batch_size: int, device: str):
     geom = lss.get_geometry(lidar2img, img_aug,
                             torch.eye(4).expand(batch_size, 4, 4))
     coords, keep = lss.voxel_indices(geom)
-    return coords[keep].to(device), lss.grid_shape, geom[0].numel() // 3
+    return coords.to(device), lss.grid_shape, int(keep.sum())
 
 
 def timed(fn, repeats: int, device: str) -> float:
@@ -60,12 +60,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    coords, grid, per_sample = frustum_coords(args.batch_size, args.device)
-    feats = torch.randn(len(coords), 80, device=args.device)
+    coords, grid, inside = frustum_coords(args.batch_size, args.device)
+    # channel-first memory, as LSSTransform lifts its features
+    feats = torch.randn(80, len(coords), device=args.device).t()
     b = args.batch_size
     fwd = timed(lambda: bev_pool(feats, coords, b, grid), args.repeats,
                 args.device)
-    leaf = feats.clone().requires_grad_(True)
+    leaf = feats.detach().requires_grad_(True)
     bwd = timed(lambda: bev_pool(leaf, coords, b, grid).sum().backward(),
                 args.repeats, args.device)
     k = min(args.naive_points, len(coords))
@@ -73,8 +74,8 @@ def main() -> None:
                   1, args.device) / k * len(coords)
     n = len(coords)
     print(f'device: {args.device} ({torch.get_num_threads()} threads), '
-          f'batch {b}, {per_sample:,} frustum points/sample, {n:,} inside '
-          f'the grid, 80 channels, grid {grid[1]}x{grid[2]}')
+          f'batch {b}, {n:,} frustum points ({inside:,} inside the grid), '
+          f'80 channels, grid {grid[1]}x{grid[2]}')
     print('| implementation | time / call | points/s | speed-up |')
     print('|---|---|---|---|')
     for name, t in (('naive loop (extrapolated from '

@@ -34,6 +34,25 @@ def test_values_and_gradients_match_reference(seed):
     torch.testing.assert_close(f1.grad, f2.grad, rtol=1e-12, atol=1e-12)
 
 
+def test_out_of_grid_rows_are_skipped_and_layouts_agree():
+    feats, coords, b, grid = _random_case(n=300, seed=3)
+    coords = coords.clone()
+    coords[::7, 1] = -1  # x below the grid
+    coords[1::7, 2] = grid[2]  # y past the grid
+    coords[2::7, 0] = b  # batch index past the batch
+    ref = bev_pool_reference(feats, coords, b, grid)
+    out = bev_pool(feats, coords, b, grid)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    # the channel-first memory layout LSSTransform passes gives the same
+    channel_first = feats.t().contiguous().t()
+    torch.testing.assert_close(bev_pool(channel_first, coords, b, grid), ref,
+                               rtol=1e-12, atol=1e-12)
+    # nothing of the dropped rows arrives anywhere
+    kept = torch.ones(len(coords), dtype=torch.bool)
+    kept[::7] = kept[1::7] = kept[2::7] = False
+    torch.testing.assert_close(out.sum(), feats[kept].sum())
+
+
 def test_layout_and_empty_cells():
     feats = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     coords = torch.tensor([[0, 1, 2, 0], [0, 1, 2, 0], [1, 0, 3, 1]])

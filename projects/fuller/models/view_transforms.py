@@ -181,10 +181,12 @@ class LSSTransform(BaseModule):
                 'view_transform.in_channels / feature_size to the neck output '
                 '(image_size divided by the neck level stride).')
         x = self.depthnet(img_feats.view(b * n, c, fh, fw))
-        depth = x[:, :self.num_depth].softmax(dim=1)
-        ctx = x[:, self.num_depth:]
-        # (B*N, D, fH, fW, C) lifted features.
-        lifted = depth.unsqueeze(-1) * ctx.permute(0, 2, 3, 1).unsqueeze(1)
+        depth = x[:, :self.num_depth].softmax(dim=1)  # (B*N, D, fH, fW)
+        ctx = x[:, self.num_depth:].transpose(0, 1).contiguous()
+        # ctx: (C, B*N, fH, fW)
+        # Lifted features, channel-first (C, B*N, D, fH, fW): the layout in
+        # which bev_pool accumulates fastest.
+        lifted = ctx.unsqueeze(2) * depth.unsqueeze(0)
         eye = torch.eye(4)
         lidar2img = _stack_meta(data_samples, 'lidar2img', img_feats)
         img_aug = _stack_meta(data_samples, 'img_aug_matrix', img_feats,
@@ -192,8 +194,8 @@ class LSSTransform(BaseModule):
         lidar_aug = _stack_meta(data_samples, 'lidar_aug_matrix', img_feats,
                                 eye)
         geom = self.get_geometry(lidar2img, img_aug, lidar_aug)
-        coords, keep = self.voxel_indices(geom)
-        feats = lifted.reshape(-1, self.out_channels)
-        pooled = bev_pool(feats[keep], coords[keep], b, self.grid_shape)
+        coords, _ = self.voxel_indices(geom)  # out-of-grid rows are skipped
+        pooled = bev_pool(lifted.view(self.out_channels, -1).t(), coords, b,
+                          self.grid_shape)
         bev = torch.cat(pooled.unbind(dim=2), dim=1)  # (B, C*Z, X, Y)
         return self.downsample(bev)

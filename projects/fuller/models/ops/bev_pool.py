@@ -2,10 +2,12 @@
 
 The upstream BEVFusion kernel is CUDA-only. This one is pure torch: every
 point gets the flat rank of its voxel and the features are accumulated with
-``index_add_``, whose autograd backward is a gather of the output gradient.
-The same code runs on CPU tensors and, unchanged, on CUDA tensors (where
-``index_add_`` is a native atomic-add kernel), so there is no compiled
-extension to build.
+``index_add`` along the point axis of a channel-first (C, N) view, whose
+autograd backward is a gather of the output gradient. Points outside the grid
+go to one extra "trash" cell that is cut off, so no masked copy of the
+(large) feature tensor is made. The same code runs on CPU tensors and,
+unchanged, on CUDA tensors (where ``index_add`` is a native atomic-add
+kernel), so there is no compiled extension to build.
 """
 from typing import Sequence
 
@@ -31,15 +33,23 @@ def _check_inputs(feats: Tensor, coords: Tensor,
                          f'{tuple(grid_shape)}.')
 
 
+def _inside(coords: Tensor, batch_size: int, nz: int, nx: int,
+            ny: int) -> Tensor:
+    """(N,) mask of the coords rows that lie inside the grid."""
+    upper = coords.new_tensor([batch_size, nx, ny, nz])
+    return ((coords >= 0) & (coords < upper)).all(dim=1)
+
+
 def bev_pool(feats: Tensor, coords: Tensor, batch_size: int,
              grid_shape: Sequence[int]) -> Tensor:
     """Sum the features of all points that fall into the same voxel.
 
     Args:
-        feats: (N, C) point features.
-        coords: (N, 4) integer voxel indices ``(batch, x, y, z)``; every row
-            must lie inside ``[0, batch_size) x [0, X) x [0, Y) x [0, Z)``
-            (filter out-of-range points before calling).
+        feats: (N, C) point features. Fastest when it is the transpose of a
+            contiguous (C, N) tensor (what :class:`LSSTransform` passes).
+        coords: (N, 4) integer voxel indices ``(batch, x, y, z)``; rows
+            outside ``[0, batch_size) x [0, X) x [0, Y) x [0, Z)`` are
+            ignored.
         batch_size: B.
         grid_shape: ``(Z, X, Y)``, the number of voxels along z, x and y.
 
@@ -48,15 +58,18 @@ def bev_pool(feats: Tensor, coords: Tensor, batch_size: int,
     """
     _check_inputs(feats, coords, grid_shape)
     nz, nx, ny = (int(s) for s in grid_shape)
-    num_channels = feats.shape[1]
+    num_cells = batch_size * nz * nx * ny
     coords = coords.long()
-    # Flat voxel rank in (B, Z, X, Y) order.
+    # Flat voxel rank in (B, Z, X, Y) order; out-of-grid rows -> trash cell.
     rank = ((coords[:, 0] * nz + coords[:, 3]) * nx + coords[:, 1]) * ny \
         + coords[:, 2]
-    out = feats.new_zeros((batch_size * nz * nx * ny, num_channels))
-    out = out.index_add(0, rank, feats)
-    out = out.view(batch_size, nz, nx, ny, num_channels)
-    return out.permute(0, 4, 1, 2, 3).contiguous()
+    rank = rank.masked_fill(~_inside(coords, batch_size, nz, nx, ny),
+                            num_cells)
+    src = feats.t()  # (C, N)
+    out = src.new_zeros((src.shape[0], num_cells + 1))
+    out = out.index_add(1, rank, src)[:, :num_cells]
+    out = out.view(-1, batch_size, nz, nx, ny)
+    return out.permute(1, 0, 2, 3, 4).contiguous()
 
 
 def bev_pool_reference(feats: Tensor, coords: Tensor, batch_size: int,
@@ -71,7 +84,9 @@ def bev_pool_reference(feats: Tensor, coords: Tensor, batch_size: int,
     out = feats.new_zeros((batch_size, feats.shape[1], nz, nx, ny))
     for i in range(feats.shape[0]):
         b, x, y, z = (int(v) for v in coords[i])
-        out[b, :, z, x, y] = out[b, :, z, x, y] + feats[i]
+        if 0 <= b < batch_size and 0 <= x < nx and 0 <= y < ny and \
+                0 <= z < nz:
+            out[b, :, z, x, y] = out[b, :, z, x, y] + feats[i]
     return out
 
 
