@@ -55,11 +55,11 @@ def run(cmd: List[str], log_file: Optional[str] = None) -> None:
 
 def prepare_data(root: str, quick: bool) -> None:
     py = sys.executable
-    if not osp.isfile(osp.join(REPO, root, 'v1.0-mini', 'scene.json')):
+    if not osp.isfile(osp.join(root, 'v1.0-mini', 'scene.json')):
         log(f'generating the synthetic nuScenes set in {root}')
         run([py, 'tools/make_synthetic_nuscenes.py', '--out', root]
             + (QUICK_WORLD if quick else []))
-    if not any('infos_train' in f for f in os.listdir(osp.join(REPO, root))):
+    if not any('infos_train' in f for f in os.listdir(root)):
         log(f'building info files for {root}')
         run([py, 'tools/create_data.py', 'nuscenes', '--root-path', root,
              '--version', 'v1.0-mini'])
@@ -93,13 +93,12 @@ def train_and_test(variant: str, seed: int, out: str, root: str,
             return json.load(f)['row']
     os.makedirs(work, exist_ok=True)
     cfg = osp.join(REPO, CONFIG.format(variant))
-    options = [f'train_dataloader.dataset.data_root={root}/',
-               f'val_dataloader.dataset.data_root={root}/',
-               f'test_dataloader.dataset.data_root={root}/']
-    options += QUICK_OPTIONS if quick else []
+    options = ['--data-root', root]
+    if quick:
+        options += ['--cfg-options', *QUICK_OPTIONS]
     train_log = osp.join(work, 'train.log')
     cmd = [sys.executable, 'tools/train.py', cfg, '--work-dir', work,
-           '--seed', str(seed), '--cfg-options', *options]
+           '--seed', str(seed), *options]
     if osp.isfile(osp.join(work, 'last_checkpoint')):
         cmd.append('--resume')
     t0 = time.time()
@@ -111,7 +110,7 @@ def train_and_test(variant: str, seed: int, out: str, root: str,
     raw_file = osp.join(work, 'test_metrics.json')
     log(f'{variant} seed {seed}: evaluating {osp.basename(ckpt)}')
     run([sys.executable, 'tools/test.py', cfg, ckpt, '--work-dir', work,
-         '--out', raw_file, '--cfg-options', *options], osp.join(work, 'test.log'))
+         '--out', raw_file, *options], osp.join(work, 'test.log'))
     with open(raw_file) as f:
         raw = json.load(f)['metrics']
     row = summarise(raw)
@@ -177,10 +176,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('--seeds', type=int, default=1, help='number of seeds (0, 1, ...)')
     parser.add_argument('--quick', action='store_true', help='small world, 1 epoch: a smoke run')
     parser.add_argument('--out', default=None, help='output dir (default work_dirs/demo[-quick])')
+    parser.add_argument('--data-root', default=None,
+                        help=f'synthetic set to use or create (default {SYNTH_ROOT}, '
+                        f'{QUICK_ROOT} with --quick)')
     parser.add_argument('--variants', nargs='+', default=VARIANTS, choices=VARIANTS)
     args = parser.parse_args(argv)
     out = osp.abspath(args.out or osp.join(REPO, 'work_dirs', 'demo-quick' if args.quick else 'demo'))
-    root = QUICK_ROOT if args.quick else SYNTH_ROOT
+    root = osp.abspath(args.data_root or osp.join(REPO, QUICK_ROOT if args.quick else SYNTH_ROOT))
     t_start = time.time()
     prepare_data(root, args.quick)
     seeds = list(range(args.seeds))

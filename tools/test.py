@@ -17,7 +17,7 @@ import fuller  # noqa: F401 (registers the plugin)
 from fuller.engine.runner_setup import (DictAction, UserInputError,
                                         check_data_paths, configure_launcher,
                                         default_work_dir, init_cpu_process_group,
-                                        load_config)
+                                        load_config, set_data_root)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -28,6 +28,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--work-dir', help='where logs and the metrics JSON go '
                         '(default: work_dirs/<config name>)')
     parser.add_argument('--out', help='path of the metrics JSON file')
+    parser.add_argument('--data-root', metavar='DIR',
+                        help='use the data in DIR: replaces every data_root of the '
+                        'config (datasets, map loading, evaluators)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         metavar='KEY=VALUE', help='override config entries')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'],
@@ -52,6 +55,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     try:
         cfg = load_config(args.config, args.cfg_options)
+        if args.data_root:
+            set_data_root(cfg, args.data_root)
         if not osp.isfile(args.checkpoint):
             raise UserInputError(f'checkpoint not found: {args.checkpoint}')
         configure_launcher(cfg, args.launcher)

@@ -17,7 +17,7 @@ import fuller  # noqa: F401
 from fuller.engine.runner_setup import (DictAction, UserInputError, apply_amp,
                                         check_data_paths, check_fresh_work_dir,
                                         configure_launcher, default_work_dir,
-                                        init_cpu_process_group,
+                                        init_cpu_process_group, set_data_root,
                                         load_config)
 
 
@@ -36,6 +36,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=None, help='random seed')
     parser.add_argument('--deterministic', action='store_true',
                         help='deterministic cuDNN / algorithms (slower)')
+    parser.add_argument('--data-root', metavar='DIR',
+                        help='use the data in DIR: replaces every data_root of the '
+                        'config (datasets, map loading, evaluators)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         metavar='KEY=VALUE', help='override config entries, '
                         'e.g. train_cfg.max_epochs=3 optim_wrapper.calibration.inter=None')
@@ -49,6 +52,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace):
     """The final training config from the file and the command line."""
     cfg = load_config(args.config, args.cfg_options)
+    if args.data_root:
+        set_data_root(cfg, args.data_root)
     configure_launcher(cfg, args.launcher)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or default_work_dir(args.config)
     if args.amp:

@@ -98,3 +98,17 @@ def test_broken_config_is_one_line_error(tool, tmp_path):
     assert proc.returncode != 0
     assert f'cannot load config {broken}' in proc.stderr.strip().splitlines()[-1]
     assert 'Traceback' not in proc.stderr
+
+
+def test_data_root_moves_every_data_path(tmp_path):
+    cfg = train.build_config(train.parse_args(
+        [str(REPO / 'configs/fuller/fuller_cpu_fuller.py'), '--data-root', str(tmp_path)]))
+    from fuller.engine.runner_setup import _walk_dicts
+    nodes = list(_walk_dicts(cfg._cfg_dict))
+    roots = {n['data_root'] for n in nodes if 'data_root' in n}
+    assert roots == {f'{tmp_path}/'}
+    map_loaders = [n for n in nodes if n.get('type') == 'LoadBEVSegmentation']
+    assert map_loaders and all(n['data_root'] == f'{tmp_path}/' for n in map_loaders)
+    anns = [n['ann_file'] for n in nodes if isinstance(n.get('ann_file'), str)]
+    assert f'{tmp_path}/nuscenes_infos_val.pkl' in anns
+    assert not any(a.startswith('data/') for a in anns)

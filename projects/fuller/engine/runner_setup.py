@@ -8,7 +8,7 @@ import difflib
 import inspect
 import os
 import os.path as osp
-from typing import Iterable, List, Optional
+from typing import Any, Iterable, List, Optional
 
 import torch
 from mmengine.config import Config, DictAction  # noqa: F401 (re-export)
@@ -166,3 +166,35 @@ def init_cpu_process_group(launcher: str) -> None:
     if launcher != 'pytorch' or torch.cuda.is_available() or dist.is_initialized():
         return
     dist.init_process_group(backend='gloo')
+
+
+def _walk_dicts(node: Any) -> Iterable[dict]:
+    """Every dict inside a config tree (dicts and lists)."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk_dicts(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _walk_dicts(value)
+
+
+def set_data_root(cfg: Config, root: str) -> None:
+    """Point a config at another copy of its data (``--data-root``).
+
+    Every ``data_root`` (datasets, map-loading transforms, evaluators) becomes
+    ``root``; ``ann_file`` paths spelled under an old data root move with it.
+    """
+    root = root.rstrip('/') + '/'
+    nodes = list(_walk_dicts(cfg._cfg_dict))
+    old_roots = {n['data_root'] for n in nodes
+                 if isinstance(n.get('data_root'), str)}
+    for node in nodes:
+        if isinstance(node.get('data_root'), str):
+            node['data_root'] = root
+        ann = node.get('ann_file')
+        if isinstance(ann, str):
+            for old in old_roots:
+                if old and ann.startswith(old):
+                    node['ann_file'] = root + ann[len(old):]
+                    break
