@@ -49,9 +49,9 @@ class LocationLayout:
 
 
 LOCATIONS = (
-    LocationLayout('singapore-onenorth', (320.0, 410.0), (118.0, 104.0),
+    LocationLayout('singapore-onenorth', (125.0, 130.0), (118.0, 104.0),
                    (3, 3), (1, 2), right_hand=False),
-    LocationLayout('boston-seaport', (560.0, 880.0), (132.0, 122.0),
+    LocationLayout('boston-seaport', (140.0, 120.0), (132.0, 122.0),
                    (3, 3), (2, 1), right_hand=True),
 )
 
@@ -394,8 +394,9 @@ class World:
         coarse = noise_rng.normal(0, 1, (h // 20 + 2, w // 20 + 2)).astype(
             np.float32)
         coarse = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
-        fine = noise_rng.normal(0, 1, (h, w)).astype(np.float32)
-        self.texture = np.clip(6 * coarse + 4 * fine, -127, 127).astype(np.int8)
+        fine = noise_rng.integers(-7, 8, (h, w), dtype=np.int8)
+        self.texture = (np.clip(6 * coarse, -100, 100).astype(np.int8)
+                        + fine)
 
     def _index(self, xy: np.ndarray) -> Tuple[np.ndarray, np.ndarray,
                                                np.ndarray]:

@@ -1,0 +1,87 @@
+"""Session-wide fixtures for every test folder.
+
+``synthetic_nuscenes``: a tiny synthetic nuScenes set (2 scenes x 4 key
+frames: one train, one val scene, as nuScenes-mini's split) written once per
+pytest session into a temporary folder, with its info files built by
+tools/create_data.py. ``synthetic_nuscenes_cfg``: the CPU dataset config
+(configs/_base_/datasets/nuscenes_synth_cpu.py) pointed at it.
+``nuscenes_demo``: the real nuScenes sample in ../shared/data/nuscenes-demo
+(skips with a message where it is missing).
+"""
+import os.path as osp
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+REPO_ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
+NUSCENES_DEMO = osp.abspath(osp.join(REPO_ROOT, '..', 'shared', 'data',
+                                     'nuscenes-demo'))
+SYNTH_CPU_CONFIG = osp.join(REPO_ROOT, 'configs', '_base_', 'datasets',
+                            'nuscenes_synth_cpu.py')
+
+#: generator arguments of the session's tiny set (fast on 2 CPU cores)
+TINY_SET = dict(num_scenes=2, samples_per_scene=4, seed=0,
+                image_size=(352, 198), lidar_sweeps=1, camera_sweeps=1)
+
+
+@dataclass
+class SyntheticSet:
+    """A generated synthetic nuScenes set and its info files."""
+    root: str
+    version: str
+    summary: dict
+    train_infos: str
+    val_infos: str
+
+
+def point_data_root(cfg_dict, root: str) -> None:
+    """Points every ``data_root`` and ``data/...`` ``ann_file`` of a config
+    (in place) at ``root``."""
+    root = root.rstrip('/') + '/'
+    if isinstance(cfg_dict, dict):
+        for key, value in cfg_dict.items():
+            if key == 'data_root':
+                cfg_dict[key] = root
+            elif key == 'ann_file' and isinstance(value, str) and \
+                    value.startswith('data/'):
+                cfg_dict[key] = root + osp.basename(value)
+            else:
+                point_data_root(value, root)
+    elif isinstance(cfg_dict, list):
+        for value in cfg_dict:
+            point_data_root(value, root)
+
+
+@pytest.fixture(scope='session')
+def synthetic_nuscenes(tmp_path_factory) -> SyntheticSet:
+    from fuller.datasets.synthetic import generate
+    root = str(tmp_path_factory.mktemp('nuscenes-synth'))
+    summary = generate(root, verbose=False, **TINY_SET)
+    subprocess.run(
+        [sys.executable, osp.join(REPO_ROOT, 'tools', 'create_data.py'),
+         'nuscenes', '--root-path', root, '--version', summary['version'],
+         '--max-sweeps', '2'],
+        check=True, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
+    return SyntheticSet(root, summary['version'], summary,
+                        osp.join(root, 'nuscenes_infos_train.pkl'),
+                        osp.join(root, 'nuscenes_infos_val.pkl'))
+
+
+@pytest.fixture(scope='session')
+def synthetic_nuscenes_cfg(synthetic_nuscenes):
+    """The CPU dataset config with its data roots on the session's set
+    (a fresh copy per call site is ``cfg.copy()``)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(SYNTH_CPU_CONFIG)
+    point_data_root(cfg._cfg_dict, synthetic_nuscenes.root)
+    return cfg
+
+
+@pytest.fixture(scope='session')
+def nuscenes_demo() -> str:
+    if not osp.isdir(NUSCENES_DEMO):
+        pytest.skip(f'real nuScenes sample not found at {NUSCENES_DEMO} '
+                    f'(../shared/data/nuscenes-demo next to the repository)')
+    return NUSCENES_DEMO
