@@ -67,10 +67,12 @@ def build_config(args: argparse.Namespace):
                 raise UserInputError(f'--resume: checkpoint not found: {args.resume}')
             cfg.load_from = args.resume
     if args.seed is not None or args.deterministic:
-        randomness = cfg.setdefault('randomness', {})
+        # Config.setdefault hands back a detached copy: assign explicitly.
+        randomness = dict(cfg.get('randomness') or {})
         if args.seed is not None:
             randomness['seed'] = args.seed
         randomness['deterministic'] = args.deterministic
+        cfg.randomness = randomness
     return cfg
 
 

@@ -112,3 +112,16 @@ def test_data_root_moves_every_data_path(tmp_path):
     anns = [n['ann_file'] for n in nodes if isinstance(n.get('ann_file'), str)]
     assert f'{tmp_path}/nuscenes_infos_val.pkl' in anns
     assert not any(a.startswith('data/') for a in anns)
+
+
+def test_seed_and_backend_on_configs_without_those_keys():
+    from mmengine.config import Config
+
+    from fuller.engine.runner_setup import configure_launcher
+    real = str(REPO / 'configs/fuller/fuller_cpu_naive.py')
+    assert 'randomness' not in Config.fromfile(real)
+    cfg = train.build_config(train.parse_args([real, '--seed', '3']))
+    assert cfg.randomness == dict(seed=3, deterministic=False)
+    bare = Config(dict(model=dict(type='ToyFusionModel')))
+    configure_launcher(bare, 'pytorch')
+    assert bare.env_cfg.dist_cfg.backend in ('gloo', 'nccl')

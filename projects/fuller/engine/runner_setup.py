@@ -133,8 +133,9 @@ def configure_launcher(cfg: Config, launcher: str) -> None:
     cfg.launcher = launcher
     if launcher == 'none':
         return
-    env_cfg = cfg.setdefault('env_cfg', {})
-    dist_cfg = env_cfg.setdefault('dist_cfg', {})
+    # Config.setdefault hands back detached copies: rebuild and assign.
+    env_cfg = dict(cfg.get('env_cfg') or {})
+    dist_cfg = dict(env_cfg.get('dist_cfg') or {})
     if torch.cuda.is_available():
         if dist_cfg.get('backend', 'gloo') == 'gloo':
             dist_cfg['backend'] = 'nccl'
@@ -146,6 +147,8 @@ def configure_launcher(cfg: Config, launcher: str) -> None:
         if 'device_ids' not in wrapper_cfg:
             wrapper_cfg['device_ids'] = None
         cfg.model_wrapper_cfg = wrapper_cfg
+    env_cfg['dist_cfg'] = dist_cfg
+    cfg.env_cfg = env_cfg
     # torchrun sets LOCAL_RANK; the legacy launcher passes --local-rank.
     os.environ.setdefault('LOCAL_RANK', '0')
 
