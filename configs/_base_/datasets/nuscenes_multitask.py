@@ -131,13 +131,13 @@ test_dataloader = val_dataloader
 
 # Both tasks from one list: nuScenes detection (mAP, NDS, per-class AP via
 # nuscenes-devkit) and the BEV map mIoU.
-val_evaluator = [
-    dict(
-        type='NuScenesMetric',
-        data_root=data_root,
-        ann_file=data_root + 'nuscenes_infos_val.pkl',
-        metric='bbox',
-        backend_args=backend_args),
-    dict(type='BEVSegMetric', classes=map_classes),
-]
+# Single-task configs evaluate with one of these (det_only / seg_only).
+det_evaluator = dict(
+    type='NuScenesMetric',
+    data_root=data_root,
+    ann_file=data_root + 'nuscenes_infos_val.pkl',
+    metric='bbox',
+    backend_args=backend_args)
+seg_evaluator = dict(type='BEVSegMetric', classes=map_classes)
+val_evaluator = [det_evaluator, seg_evaluator]
 test_evaluator = val_evaluator

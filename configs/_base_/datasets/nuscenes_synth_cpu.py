@@ -85,12 +85,12 @@ val_dataloader = dict(
     persistent_workers=False,
     dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = [
-    dict(
-        type='NuScenesMetric',
-        data_root=data_root,
-        ann_file=data_root + 'nuscenes_infos_val.pkl',
-        metric='bbox'),
-    dict(type='BEVSegMetric', classes=map_classes),
-]
+# Single-task configs evaluate with one of these (det_only / seg_only).
+det_evaluator = dict(
+    type='NuScenesMetric',
+    data_root=data_root,
+    ann_file=data_root + 'nuscenes_infos_val.pkl',
+    metric='bbox')
+seg_evaluator = dict(type='BEVSegMetric', classes=map_classes)
+val_evaluator = [det_evaluator, seg_evaluator]
 test_evaluator = val_evaluator
