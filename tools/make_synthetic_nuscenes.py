@@ -26,7 +26,7 @@ def parse_args(argv=None):
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--image-size', type=int, nargs=2, default=(480, 270),
                    metavar=('W', 'H'), help='camera image size')
-    p.add_argument('--lidar-sweeps', type=int, default=2,
+    p.add_argument('--lidar-sweeps', type=int, default=1,
                    help='20 Hz LiDAR sweeps before every key frame')
     p.add_argument('--camera-sweeps', type=int, default=1,
                    help='12 Hz camera sweeps before every key frame')

@@ -87,8 +87,7 @@ def test_train_sample_packs_the_contract(synthetic_nuscenes_cfg):
 def test_points_project_into_images_through_the_matrices(
         synthetic_nuscenes_cfg):
     """Augmented LiDAR points mapped back by lidar_aug_matrix and through
-    img_aug_matrix @ lidar2img land on pixels of the final images, and
-    box-hit points land on box-coloured (non-ground) pixels often."""
+    img_aug_matrix @ lidar2img land on pixels of every final image."""
     ds = _build(synthetic_nuscenes_cfg.train_dataloader.dataset)
     np.random.seed(1)
     out = ds[1]
@@ -103,8 +102,11 @@ def test_points_project_into_images_through_the_matrices(
         uv = cam[front, :2] / cam[front, 2:3]
         inside = ((uv[:, 0] >= 0) & (uv[:, 0] < 176) & (uv[:, 1] >= 0)
                   & (uv[:, 1] < 64))
+        assert inside.sum() > 500, f'camera {n} sees no points'
         seen += inside.sum()
-    assert seen > 0.5 * len(pts)  # six cameras see all around
+    # Six cameras see all around, but not the ground right under the car nor
+    # the tops of buildings (the crop keeps the lower image part).
+    assert seen > 0.3 * len(pts)
 
 
 def test_image_aug_matrix_tracks_pixels():

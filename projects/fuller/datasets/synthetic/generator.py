@@ -85,7 +85,7 @@ class SyntheticNuScenes:
 
     def __init__(self, out_dir: str, num_scenes: int = 10,
                  samples_per_scene: int = 10, seed: int = 0,
-                 image_size: Sequence[int] = (480, 270), lidar_sweeps: int = 2,
+                 image_size: Sequence[int] = (480, 270), lidar_sweeps: int = 1,
                  camera_sweeps: int = 1, azimuths: int = 1024,
                  verbose: bool = True):
         if samples_per_scene < 2:

@@ -109,6 +109,10 @@ class Traffic:
         self.agents: List[Agent] = []
         self._occupied = [[] for _ in self.times]
         self._sightlines = [[] for _ in self.times]  # kept free for the LiDAR
+        # ...at the first and the middle key frame (enough for every class
+        # to have LiDAR points; all times would leave no room in busy lanes)
+        self._sight_idx = {0, int(np.argmin(np.abs(self.times
+                                                   - duration / 2)))}
         self._ego_fp = []
         for b in world.buildings:
             poly = Agent('', 'car', np.array([b.size[1], b.size[0], 1.0]),
@@ -156,7 +160,7 @@ class Traffic:
                 blockers = blockers + [self._ego_fp[i]]
             if np.any(shapely.intersects(np.array(blockers, object), fp)):
                 return False
-            if keep_visible and self._occupied[i] and np.any(
+            if keep_visible and i in self._sight_idx and np.any(
                     shapely.intersects(np.array(self._occupied[i], object),
                                        self._sightline(agent, t))):
                 return False
@@ -165,10 +169,10 @@ class Traffic:
     def _commit(self, agent: Agent, keep_visible: bool = False) -> None:
         """Occupies the agent's footprints; ``keep_visible`` also reserves
         the line of sight from the ego car to it at every time."""
-        for t, occ, sight in zip(self.times, self._occupied, self._sightlines):
-            occ.append(agent.footprint(t))
-            if keep_visible:
-                sight.append(self._sightline(agent, t))
+        for i, t in enumerate(self.times):
+            self._occupied[i].append(agent.footprint(t))
+            if keep_visible and i in self._sight_idx:
+                self._sightlines[i].append(self._sightline(agent, t))
         self.agents.append(agent)
 
     def _new(self, name: str, xy, yaw: float, velocity=(0.0, 0.0),
@@ -245,25 +249,43 @@ class Traffic:
     def _one_of_each(self, lanes: List[Lane]) -> None:
         """Every class once close to the ego path (inside the evaluation
         ranges) with a free line of sight from the ego car, so that even a
-        tiny split has all ten classes with LiDAR points."""
+        tiny split has all ten classes with LiDAR points.
+
+        They stand still (only small road users may ride), in a nearby lane
+        or in the ego lane behind the ego's start or beyond its end, so that
+        no moving agent has to cross their lines of sight."""
         rng = self.rng
         close = [ln for ln in self.world.lanes_near(self.center, 20.0)
                  if ln is not self.ego_lane] or lanes
-        for name in CLASS_SPECS:
-            for _ in range(30):
-                if name == 'pedestrian':
+        ego_s0 = self.ego.center(0.0)[self.ego_lane.road.axis]
+        ego_s1 = self.ego.center(self.times[-1])[self.ego_lane.road.axis]
+        # Longest first: they are the hardest to fit.
+        for name in sorted(CLASS_SPECS, key=lambda n: -CLASS_SPECS[n][1][1]):
+            for _ in range(150):
+                on_walkway = name == 'pedestrian' or (name in (
+                    'motorcycle', 'bicycle', 'barrier', 'traffic_cone')
+                    and rng.random() < 0.4)
+                if on_walkway:
                     xy, yaw, _ = self._walkway_spot(close, spread=20.0)
                     if self._new(name, xy, yaw, keep_visible=True):
                         break
                     continue
-                lane = close[rng.integers(len(close))]
                 lateral = (rng.choice([-1.3, 1.3]) if name in (
                     'barrier', 'traffic_cone') else rng.uniform(-0.3, 0.3))
-                xy, yaw = lane.pose(self._s_near(lane, 20.0), lateral)
+                gap = rng.uniform(6.0, 18.0) + CLASS_SPECS[name][1][1] / 2
+                if rng.random() < 0.3:
+                    lane = self.ego_lane
+                    sign = self.ego_lane.direction
+                    s = ego_s1 + sign * gap if rng.random() < 0.5 else \
+                        ego_s0 - sign * gap
+                else:
+                    lane = close[rng.integers(len(close))]
+                    s = self._s_near(lane, 20.0)
+                xy, yaw = lane.pose(s, lateral)
                 if name == 'barrier':
                     yaw += math.pi / 2
-                moving = name in VEHICLES + ('motorcycle', 'bicycle') and \
-                    rng.random() < 0.5
+                moving = lane is not self.ego_lane and name in (
+                    'car', 'motorcycle', 'bicycle') and rng.random() < 0.4
                 vel = lane.velocity(rng.uniform(2.0, 5.0)) if moving else (
                     0.0, 0.0)
                 if self._new(name, xy, yaw, vel, keep_visible=True):
