@@ -12,6 +12,7 @@ from its last checkpoint. Nothing in an earlier run's work dir is deleted.
 """
 import argparse
 import json
+import math
 import os
 import os.path as osp
 import statistics
@@ -94,11 +95,12 @@ def train_and_test(variant: str, seed: int, out: str, root: str,
     os.makedirs(work, exist_ok=True)
     cfg = osp.join(REPO, CONFIG.format(variant))
     options = ['--data-root', root]
-    if quick:
-        options += ['--cfg-options', *QUICK_OPTIONS]
+    # Evaluated once, by tools/test.py, instead of also at the end of training.
+    train_options = ['--cfg-options', 'train_cfg.val_interval=1000000']
+    train_options += QUICK_OPTIONS if quick else []
     train_log = osp.join(work, 'train.log')
     cmd = [sys.executable, 'tools/train.py', cfg, '--work-dir', work,
-           '--seed', str(seed), *options]
+           '--seed', str(seed), *options, *train_options]
     if osp.isfile(osp.join(work, 'last_checkpoint')):
         cmd.append('--resume')
     t0 = time.time()
@@ -117,8 +119,9 @@ def train_and_test(variant: str, seed: int, out: str, root: str,
     row['train_time_s'] = train_time
     with open(metrics_file, 'w') as f:
         json.dump(dict(row=row, raw=raw), f, indent=2)
-    log(f'{variant} seed {seed}: mAP={row["mAP"]} NDS={row["NDS"]} '
-        f'mIoU={row["mIoU"]} ({train_time:.0f} s)')
+    shown = '  '.join(f'{k}={row[k]:.4f}' for k in ('mAP', 'NDS', 'mIoU')
+                      if row[k] is not None)
+    log(f'{variant} seed {seed}: {shown}  (trained in {train_time:.0f} s)')
     return row
 
 
@@ -142,6 +145,8 @@ def aggregate(rows: Dict[str, List[Dict[str, float]]]) -> Dict[str, Dict[str, di
 def _fmt(cell: Optional[dict], scale: float = 100.0, digits: int = 1) -> str:
     if cell is None:
         return '–'
+    if math.isnan(cell['mean']):
+        return 'n/a'  # e.g. a map class without ground truth in the val split
     text = f'{cell["mean"] * scale:.{digits}f}'
     if len(cell['values']) > 1:
         text += f' ± {cell["std"] * scale:.{digits}f}'
@@ -149,9 +154,11 @@ def _fmt(cell: Optional[dict], scale: float = 100.0, digits: int = 1) -> str:
 
 
 def render_markdown(table: Dict[str, Dict[str, dict]], seeds: List[int]) -> str:
-    iou_cols = sorted({k for cols in table.values() for k in cols
-                       if k.startswith('IoU.')})
-    head = ['variant', 'mAP', 'NDS', 'mIoU'] + iou_cols + ['train time (s)',
+    # Map classes in the metric's order (the first variant that has them).
+    iou_cols = list(dict.fromkeys(k for cols in table.values() for k in cols
+                                  if k.startswith('IoU.')))
+    head = ['variant', 'mAP', 'NDS', 'mIoU'] + [f'IoU {k[4:]}' for k in iou_cols] + [
+        'train time (s)',
                                                           f'Δ vs {BASELINE} (mAP / NDS / mIoU)']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     base = table.get(BASELINE, {})
