@@ -20,6 +20,7 @@ from fuller.datasets import (CLASS_NAMES, MAP_CLASSES, BEVGlobalAug,
 from fuller.registry import DATASETS
 
 register_all_modules(init_default_scope=True)
+REPO_ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
 
 def _points_in_boxes(points, boxes) -> torch.Tensor:
@@ -257,8 +258,6 @@ def test_real_nuscenes_sample_loads_through_the_pipeline(nuscenes_demo):
     instances, 66 of them with LiDAR points) goes through the paper pipeline's loading, image aug and
     packing (no map expansion ships with it, so no map labels)."""
     from mmengine.config import Config
-
-    from conftest import REPO_ROOT
     cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', '_base_',
                                    'datasets', 'nuscenes_multitask.py'))
     pipeline = [t for t in cfg.test_pipeline

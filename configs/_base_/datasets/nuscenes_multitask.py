@@ -3,6 +3,13 @@
 #   python tools/create_data.py nuscenes --root-path data/nuscenes \
 #       --version v1.0-trainval
 # and unpack the map expansion (v1.3) into data/nuscenes/maps/expansion/.
+# The pipelines come from fuller.datasets.pipelines.multitask_pipelines
+# (one builder for every dataset config; see docs/data.md for each step).
+# (a call, not an import statement: mmengine would parse the file as a
+# lazy-import config otherwise)
+multitask_pipelines = __import__(
+    'fuller.datasets.pipelines', fromlist=['_']).multitask_pipelines
+
 dataset_type = 'FullerNuScenesDataset'
 data_root = 'data/nuscenes/'
 class_names = [
@@ -22,100 +29,53 @@ cameras = [
     'CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK',
     'CAM_BACK_LEFT', 'CAM_BACK_RIGHT'
 ]
-num_sweeps = 9  # previous sweeps added to the key frame (10 in all)
 input_modality = dict(use_lidar=True, use_camera=True)
 backend_args = None
 data_prefix = dict(
     pts='samples/LIDAR_TOP',
     sweeps='sweeps/LIDAR_TOP',
-    **{cam: f'samples/{cam}'
-       for cam in cameras})
+    CAM_FRONT='samples/CAM_FRONT',
+    CAM_FRONT_RIGHT='samples/CAM_FRONT_RIGHT',
+    CAM_FRONT_LEFT='samples/CAM_FRONT_LEFT',
+    CAM_BACK='samples/CAM_BACK',
+    CAM_BACK_LEFT='samples/CAM_BACK_LEFT',
+    CAM_BACK_RIGHT='samples/CAM_BACK_RIGHT')
 
-_points = [
-    dict(
-        type='LoadPointsFromFile',
-        coord_type='LIDAR',
-        load_dim=5,
-        use_dim=5,
-        backend_args=backend_args),
-    # column 4 becomes the time lag (0 for the key frame)
-    dict(
-        type='LoadPointsFromMultiSweeps',
-        sweeps_num=num_sweeps,
-        load_dim=5,
-        use_dim=[0, 1, 2, 3, 4],
-        pad_empty_sweeps=True,
-        remove_close=True,
-        backend_args=backend_args),
-]
-_map = dict(
-    type='LoadBEVSegmentation',
+# 1600 x 900 images -> x0.38..0.55 (test 0.48) -> bottom 256 x 704 crop;
+# 9 previous LiDAR sweeps (10 in all); BEV rot +-22.5 deg, scale 0.9-1.1,
+# translation std 0.5 m, x/y flips.
+train_pipeline, test_pipeline = multitask_pipelines(
     data_root=data_root,
-    xbound=map_xbound,
-    ybound=map_ybound,
-    classes=map_classes)
-train_pipeline = [
-    *_points,
-    dict(type='LoadAnnotations3D', with_bbox_3d=True, with_label_3d=True),
-    dict(type='LoadMultiViewImages', cameras=cameras, to_float32=True),
-    dict(
-        type='MultiViewImageAug',
-        final_dim=image_size,
-        resize_lim=[0.38, 0.55],
-        bot_pct_lim=[0.0, 0.0],
-        rot_lim=[-5.4, 5.4],
-        rand_flip=True,
-        is_train=True),
-    dict(
-        type='BEVGlobalAug',
-        rot_range=[-0.3927, 0.3927],  # +-22.5 deg
-        scale_range=[0.9, 1.1],
-        translation_std=[0.5, 0.5, 0.5],
-        flip_ratio_x=0.5,
-        flip_ratio_y=0.5,
-        is_train=True),
-    _map,  # after the BEV aug: labels follow it through lidar_aug_matrix
-    dict(type='PointsRangeFilter', point_cloud_range=point_cloud_range),
-    dict(type='ObjectRangeFilter', point_cloud_range=point_cloud_range),
-    dict(type='ObjectNameFilter', classes=class_names),
-    dict(type='PointShuffle'),
-    dict(type='PackMultiTaskInputs'),
-]
-test_pipeline = [
-    *_points,
-    dict(type='LoadMultiViewImages', cameras=cameras, to_float32=True),
-    dict(
-        type='MultiViewImageAug',
-        final_dim=image_size,
-        resize_lim=[0.48, 0.48],
-        bot_pct_lim=[0.0, 0.0],
-        is_train=False),
-    dict(type='BEVGlobalAug', is_train=False),
-    _map,
-    dict(type='PointsRangeFilter', point_cloud_range=point_cloud_range),
-    dict(type='PackMultiTaskInputs', keys=['points', 'img', 'gt_masks_bev']),
-]
-
-_dataset = dict(
-    type=dataset_type,
-    data_root=data_root,
-    metainfo=metainfo,
-    modality=input_modality,
-    data_prefix=data_prefix,
-    box_type_3d='LiDAR',
-    use_valid_flag=True,
+    point_cloud_range=point_cloud_range,
+    image_size=image_size,
+    resize_lim=[0.38, 0.55],
+    test_resize=0.48,
+    map_xbound=map_xbound,
+    map_ybound=map_ybound,
+    num_sweeps=9,
+    class_names=class_names,
+    map_classes=map_classes,
+    cameras=cameras,
     backend_args=backend_args)
+
 train_dataloader = dict(
     batch_size=4,
     num_workers=4,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
-        **_dataset,
+        type=dataset_type,
+        data_root=data_root,
         ann_file='nuscenes_infos_train.pkl',
+        metainfo=metainfo,
+        modality=input_modality,
+        data_prefix=data_prefix,
         pipeline=train_pipeline,
+        box_type_3d='LiDAR',
+        use_valid_flag=True,
         filter_empty_gt=False,
-        test_mode=False))
+        test_mode=False,
+        backend_args=backend_args))
 val_dataloader = dict(
     batch_size=1,
     num_workers=4,
@@ -123,15 +83,22 @@ val_dataloader = dict(
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        **_dataset,
+        type=dataset_type,
+        data_root=data_root,
         ann_file='nuscenes_infos_val.pkl',
+        metainfo=metainfo,
+        modality=input_modality,
+        data_prefix=data_prefix,
         pipeline=test_pipeline,
-        test_mode=True))
+        box_type_3d='LiDAR',
+        use_valid_flag=True,
+        test_mode=True,
+        backend_args=backend_args))
 test_dataloader = val_dataloader
 
 # Both tasks from one list: nuScenes detection (mAP, NDS, per-class AP via
-# nuscenes-devkit) and the BEV map mIoU.
-# Single-task configs evaluate with one of these (det_only / seg_only).
+# nuscenes-devkit) and the BEV map IoU per class + mIoU. Single-task configs
+# evaluate with one of the two (det_only / seg_only).
 det_evaluator = dict(
     type='NuScenesMetric',
     data_root=data_root,
