@@ -255,8 +255,9 @@ def test_missing_or_old_map_expansion_errors(synthetic_nuscenes, tmp_path):
 # ------------------------------------------------------ real nuScenes
 def test_real_nuscenes_sample_loads_through_the_pipeline(nuscenes_demo):
     """The real keyframe (1600x900 cameras, 34,688 points, 69 annotated
-    instances, 66 of them with LiDAR points) goes through the paper pipeline's loading, image aug and
-    packing (no map expansion ships with it, so no map labels)."""
+    instances, 66 of them with LiDAR points) goes through the paper
+    pipeline's loading, image aug and packing (no map expansion ships with
+    it, so no map labels)."""
     from mmengine.config import Config
     cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', '_base_',
                                    'datasets', 'nuscenes_multitask.py'))

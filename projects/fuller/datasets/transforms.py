@@ -316,4 +316,3 @@ class PackMultiTaskInputs(Pack3DDetInputs):
             packed['data_samples'].gt_masks_bev = torch.from_numpy(
                 np.ascontiguousarray(results['gt_masks_bev']))
         return packed
-

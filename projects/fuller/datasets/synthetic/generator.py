@@ -12,7 +12,6 @@ scene name (the mmdet3d converter, the detection evaluator) works unchanged;
 with more it is a partial ``v1.0-trainval``.
 """
 import json
-import math
 import os
 import os.path as osp
 import time
@@ -357,9 +356,3 @@ def generate(out_dir: str, **kwargs) -> dict:
     """Writes a synthetic nuScenes set; see ``SyntheticNuScenes`` for the
     arguments. Returns a summary (counts, seconds, bytes)."""
     return SyntheticNuScenes(out_dir, **kwargs).run()
-
-
-def yaw_of_quaternion(q: Sequence[float]) -> float:
-    """Yaw (rad) of a (w, x, y, z) rotation about +z."""
-    w, x, y, z = q
-    return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))

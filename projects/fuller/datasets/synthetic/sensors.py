@@ -9,11 +9,11 @@ geometry mostly a LiDAR cue.
 """
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
-from .world import GROUND_ID, World, yaw_matrix
+from .world import World, yaw_matrix
 
 # ----------------------------------------------------------------- the rig
 #: LiDAR mount in the ego frame; its x axis points to the ego's right, y
@@ -314,10 +314,3 @@ def visibility_level(visible: int, total: int) -> str:
     frac = visible / total if total else 0.0
     return '1' if frac < 0.4 else '2' if frac < 0.6 else '3' if frac < 0.8 \
         else '4'
-
-
-def sensor_summary() -> Dict[str, str]:
-    """Channel -> modality of the simulated sensors."""
-    out = {name: 'camera' for name in CAMERA_RIG}
-    out['LIDAR_TOP'] = 'lidar'
-    return out

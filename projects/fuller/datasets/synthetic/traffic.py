@@ -203,8 +203,8 @@ class Traffic:
         rng = self.rng
         lanes = [ln for ln in self._near_lanes() if ln is not self.ego_lane]
         self._one_of_each(lanes)
-        kinds = ('car',) * 12 + ('truck',) * 3 + ('bus', 'trailer',
-                                                   'motorcycle', 'motorcycle')
+        kinds = ('car',) * 12 + ('truck',) * 3 + (
+            'bus', 'trailer', 'motorcycle', 'motorcycle')
         lane_speed = {id(ln): (0.0 if rng.random() < 0.3 else
                                rng.uniform(3.0, 9.0)) for ln in lanes}
         for _ in range(n_vehicles * 3):

@@ -398,8 +398,8 @@ class World:
         self.texture = (np.clip(6 * coarse, -100, 100).astype(np.int8)
                         + fine)
 
-    def _index(self, xy: np.ndarray) -> Tuple[np.ndarray, np.ndarray,
-                                               np.ndarray]:
+    def _index(self, xy: np.ndarray
+               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         ij = np.floor((xy - self.raster_origin) / RASTER_RES).astype(np.int64)
         h, w = self.raster.shape
         inside = ((ij[..., 0] >= 0) & (ij[..., 0] < w) & (ij[..., 1] >= 0)
