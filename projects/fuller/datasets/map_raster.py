@@ -4,11 +4,13 @@ The label grid lives in the (augmented) LiDAR frame with the (C, X, Y) layout
 of docs/architecture.md: cell ``[i, j]`` has its centre at
 ``x = xmin + (i + 0.5) * res``, ``y = ymin + (j + 0.5) * res``.
 
-``NuScenesMap.get_map_geom`` cuts the layers around the LiDAR origin in a
-patch aligned with the LiDAR yaw, which gives them in LiDAR (x, y). The BEV
-augmentation (rotation, scale, flips, translation; ``lidar_aug_matrix``) is
-then applied to the geometry itself, exactly as to points and boxes, and the
-result is filled into the grid with OpenCV (sub-pixel precision).
+The layers are parsed once per location by ``NuScenesMap`` (its
+``extract_polygon`` / ``extract_line``) into a shapely STRtree per layer. Per
+sample, the records meeting a patch around the LiDAR pose are taken to the
+LiDAR frame (rotation by the LiDAR yaw, as ``NuScenesMap.get_map_mask`` with
+``patch_angle`` = yaw does), then through the BEV augmentation
+(``lidar_aug_matrix``: rotation, scale, flips, translation), exactly as
+points and boxes, and filled into the grid with OpenCV (sub-pixel precision).
 """
 import json
 import math
@@ -17,6 +19,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+import shapely
 
 from .metainfo import MAP_CLASSES, MAP_LAYERS
 
@@ -80,6 +83,7 @@ class MapRasterizer:
                       int(round((ybound[1] - ybound[0]) / ybound[2])))
         self.line_width = line_width
         self._maps: Dict[str, object] = {}
+        self._indices: Dict[str, _LayerIndex] = {}
 
     def nusc_map(self, location: str):
         """The ``NuScenesMap`` of a location, loaded once."""
@@ -110,15 +114,29 @@ class MapRasterizer:
         radius = float(np.abs(back).max()) + 2.0
         pose = np.asarray(lidar2global, np.float64)
         yaw = math.atan2(pose[1, 0], pose[0, 0])
-        patch = (pose[0, 3], pose[1, 3], 2 * radius, 2 * radius)
-        needed = sorted({ly for c in self.classes for ly in self.layers[c]})
-        geoms = dict(self.nusc_map(location).get_map_geom(
-            patch, math.degrees(yaw), needed))
+        centre = pose[:2, 3]
+        c, s = math.cos(yaw), math.sin(yaw)
+        rot = np.array([[c, -s], [s, c]])
+        # The square patch (global frame) that covers the grid.
+        square = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * radius
+        patch = shapely.Polygon(square @ rot.T + centre)
+        # global -> LiDAR (rotate by -yaw about the sensor) -> augmented.
+        lin_g = lin @ rot.T
+        trans_g = trans - lin_g @ centre
+        index = self._index(location)
         masks = np.zeros((len(self.classes), *self.shape), np.uint8)
         for ci, cls in enumerate(self.classes):
             for layer in self.layers[cls]:
-                self._draw(masks[ci], geoms.get(layer) or [], lin, trans)
+                self._draw(masks[ci], index.query(layer, patch), lin_g,
+                           trans_g)
         return masks
+
+    def _index(self, location: str) -> '_LayerIndex':
+        if location not in self._indices:
+            needed = {ly for c in self.classes for ly in self.layers[c]}
+            self._indices[location] = _LayerIndex(self.nusc_map(location),
+                                                  needed)
+        return self._indices[location]
 
     # ------------------------------------------------------------------
     _SHIFT = 4
@@ -165,3 +183,34 @@ def bev_grid_centers(xbound: Sequence[float],
     xs = np.arange(xbound[0], xbound[1] - 1e-9, xbound[2]) + xbound[2] / 2
     ys = np.arange(ybound[0], ybound[1] - 1e-9, ybound[2]) + ybound[2] / 2
     return xs, ys
+
+
+class _LayerIndex:
+    """Shapely geometries of some map layers of one location, with an
+    STRtree per layer (as the devkit: invalid polygons are skipped)."""
+
+    def __init__(self, nusc_map, layers):
+        self.geoms, self.trees = {}, {}
+        for layer in layers:
+            records = getattr(nusc_map, layer)
+            if layer == 'drivable_area':
+                geoms = [nusc_map.extract_polygon(tok) for rec in records
+                         for tok in rec['polygon_tokens']]
+            elif layer in nusc_map.non_geometric_polygon_layers:
+                geoms = [nusc_map.extract_polygon(rec['polygon_token'])
+                         for rec in records]
+            elif layer in nusc_map.non_geometric_line_layers:
+                geoms = [nusc_map.extract_line(rec['line_token'])
+                         for rec in records]
+            else:
+                raise KeyError(f'{layer!r} is not a map-expansion layer '
+                               f'(see NuScenesMap.non_geometric_layers)')
+            geoms = [g for g in geoms if not g.is_empty and (
+                g.geom_type != 'Polygon' or layer == 'drivable_area'
+                or g.is_valid)]
+            self.geoms[layer] = np.array(geoms + [None], object)[:-1]
+            self.trees[layer] = shapely.STRtree(geoms)
+
+    def query(self, layer: str, patch) -> np.ndarray:
+        return self.geoms[layer][self.trees[layer].query(
+            patch, predicate='intersects')]
