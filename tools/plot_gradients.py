@@ -166,7 +166,8 @@ def plot_metrics(results_file: str, out: str) -> Optional[str]:
     for i, metric in enumerate(metrics):
         means = [100 * (table[v].get(metric) or {}).get('mean', np.nan) for v in variants]
         stds = [100 * (table[v].get(metric) or {}).get('std', 0.0) for v in variants]
-        ax.bar(x + (i - 1) * width, means, width, yerr=stds, capsize=3, label=metric)
+        ax.bar(x + (i - 1) * width, means, width, label=metric,
+               yerr=stds if any(stds) else None, capsize=3)
     ax.set_xticks(x, variants)
     ax.set_ylabel('%')
     ax.set_title('Final metrics per variant (mean ± std over seeds; – = task off)')

@@ -29,7 +29,7 @@ SYNTH_ROOT = 'data/nuscenes-synth'
 QUICK_ROOT = 'data/nuscenes-synth-quick'
 # --quick: a smaller world and schedule, same code paths (a smoke test).
 QUICK_WORLD = ['--scenes', '4', '--samples-per-scene', '4']
-QUICK_OPTIONS = ['train_cfg.max_epochs=1']
+QUICK_OPTIONS = ['train_cfg.max_epochs=1', 'custom_hooks.0.interval=1']
 
 
 def log(msg: str) -> None:

@@ -40,6 +40,12 @@ def test_demo_quick_end_to_end(synthetic_nuscenes, tmp_path):
         assert all(table[variant][m] is not None for m in ('mAP', 'NDS', 'mIoU'))
         assert any(k.startswith('IoU.') for k in table[variant])
 
+    # The gradient statistics behind the plots were logged for every
+    # multi-task run (the task cosine needs two tasks).
+    for variant in ('naive', 'inter', 'intra', 'fuller'):
+        logs = list((out / 'seed0' / variant).glob('*/vis_data/scalars.json'))
+        assert logs and 'fuller/task_cos' in logs[0].read_text(), variant
+
     markdown = (out / 'results.md').read_text()
     for variant in VARIANTS:
         assert f'| {variant} |' in markdown
