@@ -1,9 +1,10 @@
 """Session-wide fixtures for every test folder.
 
 ``synthetic_nuscenes``: a tiny synthetic nuScenes set (2 scenes x 4 key
-frames: one train, one val scene, as nuScenes-mini's split) written once per
-pytest session into a temporary folder, with its info files built by
-tools/create_data.py. ``synthetic_nuscenes_cfg``: the CPU dataset config
+frames: one train, one val scene, as nuScenes-mini's split; the default
+480x270 images, so the CPU config sees what it would on the default set)
+written once per pytest session into a temporary folder, with its info files
+built by tools/create_data.py. ``synthetic_nuscenes_cfg``: the CPU dataset config
 (configs/_base_/datasets/nuscenes_synth_cpu.py) pointed at it.
 ``nuscenes_demo``: the real nuScenes sample in ../shared/data/nuscenes-demo
 (skips with a message where it is missing).
@@ -23,7 +24,7 @@ SYNTH_CPU_CONFIG = osp.join(REPO_ROOT, 'configs', '_base_', 'datasets',
 
 #: generator arguments of the session's tiny set (fast on 2 CPU cores)
 TINY_SET = dict(num_scenes=2, samples_per_scene=4, seed=0,
-                image_size=(352, 198), lidar_sweeps=1, camera_sweeps=1)
+                image_size=(480, 270), lidar_sweeps=1, camera_sweeps=1)
 
 
 @dataclass

@@ -103,11 +103,11 @@ def test_points_project_into_images_through_the_matrices(
         uv = cam[front, :2] / cam[front, 2:3]
         inside = ((uv[:, 0] >= 0) & (uv[:, 0] < 176) & (uv[:, 1] >= 0)
                   & (uv[:, 1] < 64))
-        assert inside.sum() > 500, f'camera {n} sees no points'
+        assert inside.sum() > 300, f'camera {n} sees no points'
         seen += inside.sum()
-    # Six cameras see all around, but not the ground right under the car nor
-    # the tops of buildings (the crop keeps the lower image part).
-    assert seen > 0.3 * len(pts)
+    # Six cameras see all around, but only +7..-18 deg of elevation (the
+    # crop keeps the lower image part): not the dense near rings.
+    assert seen > 0.15 * len(pts)
 
 
 def test_image_aug_matrix_tracks_pixels():
