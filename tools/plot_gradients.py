@@ -80,7 +80,7 @@ def _finish(ax, title: str, ylabel: str, xlabel: str = 'iteration') -> None:
     ax.grid(alpha=0.3)
     handles, _ = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, ncol=2 if len(handles) > 6 else 1)
     else:
         ax.text(0.5, 0.5, 'not logged by these runs', ha='center', va='center',
                 transform=ax.transAxes, color='gray')
@@ -108,20 +108,25 @@ def plot_runs(runs: Dict[str, Series], out: str, window: int) -> List[str]:
     save(fig, 'task_cosine.png')
 
     fig, ax = plt.subplots(figsize=(7, 4))
+    plotted = []
     for name, s in runs.items():
         for key, style, tag in (('fuller/cam_lid_ratio_before', '--', 'before'),
                                 ('fuller/cam_lid_ratio_after', '-', 'after')):
             if key in s:
                 steps, vals = s[key]
-                ax.plot(steps, smooth(vals, window), style, color=colors[name],
+                plotted.append(smooth(vals, window))
+                ax.plot(steps, plotted[-1], style, color=colors[name],
                         label=f'{name} ({tag} calibration)')
     ax.axhline(1.0, color='black', lw=0.8)
-    ax.set_yscale('log')
-    # Plain numbers on the log axis (the default 1.0015e0 style is unreadable).
-    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter('%.3g'))
-    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+    values = np.concatenate(plotted) if plotted else np.ones(1)
+    log_scale = values.max() / max(values.min(), 1e-12) > 4
+    if log_scale:  # ratios spanning decades; plain numbers on the ticks
+        ax.set_yscale('log')
+        ax.yaxis.set_major_formatter(ticker.FormatStrFormatter('%.3g'))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     _finish(ax, 'Camera / LiDAR gradient-norm ratio at the fuser',
-            '||g_camera|| / ||g_lidar|| (log scale, 1 = balanced)')
+            '||g_camera|| / ||g_lidar||' + (' (log scale)' if log_scale else '')
+            + ', 1 = balanced')
     save(fig, 'modality_ratio.png')
 
     fig, ax = plt.subplots(figsize=(7, 4))
