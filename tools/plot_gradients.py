@@ -175,7 +175,7 @@ def plot_metrics(results_file: str, out: str) -> Optional[str]:
                yerr=stds if any(stds) else None, capsize=3)
     ax.set_xticks(x, variants)
     ax.set_ylabel('%')
-    ax.set_title('Final metrics per variant (mean ± std over seeds; – = task off)')
+    ax.set_title('Final metrics per variant (mean ± std over seeds; no bar = task off)')
     ax.legend()
     ax.grid(axis='y', alpha=0.3)
     path = osp.join(out, 'metrics.png')
