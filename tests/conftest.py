@@ -37,24 +37,6 @@ class SyntheticSet:
     val_infos: str
 
 
-def point_data_root(cfg_dict, root: str) -> None:
-    """Points every ``data_root`` and ``data/...`` ``ann_file`` of a config
-    (in place) at ``root``."""
-    root = root.rstrip('/') + '/'
-    if isinstance(cfg_dict, dict):
-        for key, value in cfg_dict.items():
-            if key == 'data_root':
-                cfg_dict[key] = root
-            elif key == 'ann_file' and isinstance(value, str) and \
-                    value.startswith('data/'):
-                cfg_dict[key] = root + osp.basename(value)
-            else:
-                point_data_root(value, root)
-    elif isinstance(cfg_dict, list):
-        for value in cfg_dict:
-            point_data_root(value, root)
-
-
 @pytest.fixture(scope='session')
 def synthetic_nuscenes(tmp_path_factory) -> SyntheticSet:
     from fuller.datasets.synthetic import generate
@@ -75,8 +57,10 @@ def synthetic_nuscenes_cfg(synthetic_nuscenes):
     """The CPU dataset config with its data roots on the session's set
     (a fresh copy per call site is ``cfg.copy()``)."""
     from mmengine.config import Config
+
+    from fuller.engine.runner_setup import set_data_root
     cfg = Config.fromfile(SYNTH_CPU_CONFIG)
-    point_data_root(cfg._cfg_dict, synthetic_nuscenes.root)
+    set_data_root(cfg, synthetic_nuscenes.root)
     return cfg
 
 
