@@ -15,8 +15,8 @@ from typing import List, Optional
 
 import fuller  # noqa: F401 (registers the plugin)
 from fuller.engine.runner_setup import (DictAction, UserInputError,
-                                        check_data_paths, configure_launcher,
-                                        default_work_dir, init_cpu_process_group,
+                                        build_runner, check_data_paths,
+                                        configure_launcher, default_work_dir,
                                         load_config, set_data_root)
 
 
@@ -68,11 +68,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         sys.exit(f'tools/test.py: error: {err}')
 
     from mmengine.dist import is_main_process
-    init_cpu_process_group(args.launcher)
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg
-              else RUNNERS.build(cfg))
+    runner = build_runner(cfg)
     metrics = _jsonable(runner.test())
     if is_main_process():
         out = args.out or osp.join(cfg.work_dir, f'metrics_{runner.timestamp}.json')

@@ -15,10 +15,10 @@ from typing import List, Optional
 # makes checkpoints written by mmengine loadable on torch >= 2.6.
 import fuller  # noqa: F401
 from fuller.engine.runner_setup import (DictAction, UserInputError, apply_amp,
-                                        check_data_paths, check_fresh_work_dir,
-                                        configure_launcher, default_work_dir,
-                                        init_cpu_process_group, set_data_root,
-                                        load_config)
+                                        build_runner, check_data_paths,
+                                        check_fresh_work_dir, configure_launcher,
+                                        default_work_dir, load_config,
+                                        set_data_root)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -86,12 +86,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     except UserInputError as err:
         sys.exit(f'tools/train.py: error: {err}')
 
-    init_cpu_process_group(args.launcher)
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg
-              else RUNNERS.build(cfg))
-    runner.train()
+    build_runner(cfg).train()
 
 
 if __name__ == '__main__':

@@ -171,6 +171,15 @@ def init_cpu_process_group(launcher: str) -> None:
     dist.init_process_group(backend='gloo')
 
 
+def build_runner(cfg: Config):
+    """The Runner of a prepared config (``runner_type`` honoured), with the
+    process group already started on CPU-only distributed launches."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    init_cpu_process_group(cfg.get('launcher', 'none'))
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+
 def _walk_dicts(node: Any) -> Iterable[dict]:
     """Every dict inside a config tree (dicts and lists)."""
     if isinstance(node, dict):
