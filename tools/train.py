@@ -19,6 +19,7 @@ from fuller.engine.runner_setup import (DictAction, UserInputError, apply_amp,
                                         check_fresh_work_dir, configure_launcher,
                                         default_work_dir, load_config,
                                         set_data_root)
+from fuller.engine.graceful_stop import add_graceful_stop
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -66,6 +67,8 @@ def build_config(args: argparse.Namespace):
             if not osp.isfile(args.resume):
                 raise UserInputError(f'--resume: checkpoint not found: {args.resume}')
             cfg.load_from = args.resume
+    # SIGTERM / Ctrl-C: finish the iteration, save it, exit (143 / 130).
+    add_graceful_stop(cfg)
     if args.seed is not None or args.deterministic:
         # Config.setdefault hands back a detached copy: assign explicitly.
         randomness = dict(cfg.get('randomness') or {})

@@ -34,7 +34,10 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs,
          T_max=max_epochs, eta_min=2e-5)
 ]
+# Resumable: --resume from a preemption checkpoint (tools/train.py on SIGTERM)
+# continues inside the interrupted epoch instead of restarting it.
 train_cfg = dict(
-    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
+    type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs,
+    val_interval=max_epochs)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')

@@ -1,4 +1,7 @@
-"""Small registered toy components for tests of the engine and the tools."""
+"""Small registered toy components and helpers for tests of the engine and
+the tools."""
+from .interrupts import BlockingLocalBackend, SignalAtIterHook
 from .toy import DumpParametersHook, ToyFusionModel, ToyMultiTaskDataset
 
-__all__ = ['ToyFusionModel', 'ToyMultiTaskDataset', 'DumpParametersHook']
+__all__ = ['ToyFusionModel', 'ToyMultiTaskDataset', 'DumpParametersHook',
+           'SignalAtIterHook', 'BlockingLocalBackend']
