@@ -58,10 +58,25 @@ def _finish(proc, timeout=120):
     return proc.returncode
 
 
+def _uninterrupted_params(work_dir):
+    """Final parameters of an uninterrupted toy run, trained in this process
+    (saves a tools/train.py start-up) with the tools' one thread."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(str(REPO / TOY_CONFIG))
+    cfg.work_dir = str(work_dir)
+    cfg.experiment_name = cfg.visualizer.name = f'toy_ref_{os.getpid()}'
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        Runner.from_cfg(cfg).train()
+    finally:
+        torch.set_num_threads(threads)
+    return torch.load(work_dir / 'params_rank0.pth')
+
+
 def test_sigterm_saves_the_iteration_and_resume_continues_exactly(
         tool, tmp_path):
-    ref = tmp_path / 'ref'
-    tool('tools/train.py', TOY_CONFIG, '--work-dir', ref)
 
     # SIGTERM arrives before iteration 11 (epoch 2, batch 4 of 8).
     stop_cfg = _config(tmp_path, 'toy_sigterm', (
@@ -86,11 +101,12 @@ def test_sigterm_saves_the_iteration_and_resume_continues_exactly(
     assert 'Continuing epoch 2 after its first 4 of 8 iterations' in out
     assert _load(work / 'epoch_2.pth')['meta']['iter'] == 2 * ITERS_PER_EPOCH
     # Same batches, same order, same optimizer state: the weights match
-    # the uninterrupted run (replayed batches would move them).
-    want = torch.load(ref / 'params_rank0.pth')
+    # the uninterrupted run's (the tolerance only allows for
+    # non-deterministic GPU kernels; replaying 4 batches moves them more).
+    want = _uninterrupted_params(tmp_path / 'ref')
     got = torch.load(work / 'params_rank0.pth')
     for name, value in want.items():
-        assert torch.allclose(got[name], value, atol=1e-6), name
+        assert torch.allclose(got[name], value, rtol=1e-4, atol=1e-5), name
 
 
 def test_dist_ranks_stop_together_when_one_is_signalled(tool, tmp_path):
@@ -170,3 +186,41 @@ def test_sigkill_during_checkpoint_write_keeps_the_previous_one(tmp_path):
     assert sorted(p.name for p in work.glob('*.pth')) == ['epoch_1.pth']
     with pytest.raises(Exception):
         _load(work / 'epoch_2.pth.tmp')
+
+
+def test_handlers_keep_ignored_signals_and_skip_forwarded_copies():
+    """In-process: a signal the process was told to ignore stays ignored (a
+    background job's SIGINT); a repeat within ``repeat_grace`` (torchrun's
+    forwarded copy of a Ctrl-C) is not a second request; uninstall
+    restores the previous handlers."""
+    from fuller.engine import GracefulStopHook
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    old_term = signal.getsignal(signal.SIGTERM)
+    hook = GracefulStopHook(repeat_grace=600)
+    try:
+        hook.install()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == hook._on_signal
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert hook.requested == signal.SIGTERM
+        os.kill(os.getpid(), signal.SIGTERM)  # still alive: within the grace
+        assert hook.requested == signal.SIGTERM
+    finally:
+        hook.uninstall()
+        signal.signal(signal.SIGINT, old_int)
+    assert signal.getsignal(signal.SIGTERM) == old_term
+
+
+def test_train_adds_the_stop_hook_once():
+    from mmengine.config import Config
+
+    from fuller.engine.graceful_stop import add_graceful_stop
+    cfg = Config(dict(custom_hooks=[dict(type='DumpParametersHook')]))
+    add_graceful_stop(cfg)
+    add_graceful_stop(cfg)
+    assert [h['type'] for h in cfg.custom_hooks] == [
+        'DumpParametersHook', 'GracefulStopHook']
+    own = [dict(type='GracefulStopHook', repeat_grace=0)]
+    cfg = Config(dict(custom_hooks=own))
+    add_graceful_stop(cfg)
+    assert cfg.custom_hooks == own

@@ -219,7 +219,7 @@ def _warn_if_epoch_restarts(runner) -> None:
     loop = runner.train_loop
     if (isinstance(loop, EpochBasedTrainLoop)
             and not isinstance(loop, ResumableEpochBasedTrainLoop)
-            and 0 < _consumed_in_epoch(loop) < len(loop.dataloader)):
+            and 0 < _consumed_in_epoch(loop) <= len(loop.dataloader)):
         runner.logger.warning(
             f'Resumed inside epoch {loop.epoch + 1} after its first '
             f'{_consumed_in_epoch(loop)} iterations: EpochBasedTrainLoop '
