@@ -59,6 +59,38 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
+class _IgnoreInWorker:
+    """``worker_init_fn`` wrapper: data-loader workers ignore the stop
+    signals.
+
+    Slurm and a terminal's Ctrl-C signal every process of the job, workers
+    included. torch's workers die of SIGTERM, and the trainer then fails at
+    once ("DataLoader worker ... is killed by signal") before it can save.
+    Ignoring them leaves the decision to the trainer; workers still end when
+    the trainer shuts them down or exits. A class, not a closure, so that
+    spawned workers can unpickle it.
+    """
+
+    def __init__(self, signals: Sequence[int], init_fn=None) -> None:
+        self.signals = list(signals)
+        self.init_fn = init_fn
+
+    def __call__(self, worker_id: int) -> None:
+        for signum in self.signals:
+            signal.signal(signum, signal.SIG_IGN)
+        if self.init_fn is not None:
+            self.init_fn(worker_id)
+
+
+def _shield_workers(loader, signals: Sequence[int]) -> None:
+    """Make ``loader``'s future workers ignore ``signals`` (idempotent)."""
+    if loader is None or not getattr(loader, 'num_workers', 0):
+        return
+    if isinstance(loader.worker_init_fn, _IgnoreInWorker):
+        return
+    loader.worker_init_fn = _IgnoreInWorker(signals, loader.worker_init_fn)
+
+
 @MMENGINE_HOOKS.register_module()
 @HOOKS.register_module()
 class GracefulStopHook(Hook):
@@ -142,6 +174,10 @@ class GracefulStopHook(Hook):
         self.requested = None
         self._training = True
         self.install()
+        # Workers start when a loader is iterated, i.e. after this point.
+        for loader in (runner.train_loop.dataloader,
+                       getattr(runner.val_loop, 'dataloader', None)):
+            _shield_workers(loader, list(self._previous))
         _warn_if_epoch_restarts(runner)
 
     def after_train(self, runner) -> None:
@@ -191,8 +227,7 @@ class GracefulStopHook(Hook):
         barrier()  # nobody exits before rank 0 has written the file
         runner.logger.warning(
             f'Stopped by {signal_name(signum)} after iteration {done}: saved '
-            f'{path}; --resume continues from it (epoch {meta["epoch"] + 1}, '
-            f'iteration {done + 1})')
+            f'{path}; --resume continues from it')
         self._training = False
         self.uninstall()
         raise TrainingStopped(signum, path)
