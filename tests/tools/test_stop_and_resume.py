@@ -41,10 +41,12 @@ def _config(tmp_path, name, body):
 
 
 def _start(cmd, log):
+    """Start ``cmd`` in a process group of its own (signal it as a job
+    scheduler does: the whole group, data-loader workers included)."""
     with open(log, 'w') as out:
         return subprocess.Popen(
             with_default_signals(cmd), cwd=REPO, stdout=out,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT, start_new_session=True,
             env=dict(os.environ, OMP_NUM_THREADS='1'))
 
 
@@ -137,20 +139,22 @@ def _blocking_checkpoints(block_on, event):
 
 
 def test_second_signal_stops_at_once(tmp_path):
-    """The first SIGTERM starts the stop's save (made to hang); the second
-    ends the process without waiting for it."""
+    """The first SIGTERM, sent to the whole process group as Slurm does
+    (a data-loader worker included), starts the stop's save (made to hang);
+    the second ends the process without waiting for it."""
     event = tmp_path / 'save_started'
     cfg = _config(tmp_path, 'toy_hanging_stop', (
         _blocking_checkpoints('iter_', event)
         + "custom_hooks = [dict(type='GracefulStopHook', repeat_grace=0)]\n"
-        + 'train_cfg = dict(max_epochs=1000)'))
+        + 'train_cfg = dict(max_epochs=1000)\n'
+        + 'train_dataloader = dict(num_workers=1)'))
     work, log = tmp_path / 'run', tmp_path / 'train.log'
     proc = _start([sys.executable, 'tools/train.py', cfg, '--work-dir', work],
                   log)
     try:
         wait_for((work / 'last_checkpoint').exists, 'first checkpoint',
                  proc=proc, log=str(log))
-        proc.send_signal(signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGTERM)
         wait_for(event.exists, 'stop checkpoint being written', proc=proc,
                  log=str(log))
         proc.send_signal(signal.SIGTERM)

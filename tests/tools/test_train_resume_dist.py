@@ -68,21 +68,24 @@ def test_resume_continues_with_same_state(tool, tmp_path):
 
 
 def test_interrupted_run_keeps_work_dir(tool, tmp_path):
-    """Ctrl-C (SIGINT from outside, at whatever iteration it lands) saves the
-    iteration and exits 130; the work dir keeps every checkpoint."""
+    """Ctrl-C (SIGINT to the process group, data-loader worker included, at
+    whatever iteration it lands) saves the iteration and exits 130; the
+    work dir keeps every checkpoint."""
     work = tmp_path / 'interrupted'
     log = tmp_path / 'train.log'
     cmd = with_default_signals([
         sys.executable, 'tools/train.py', TOY_CONFIG, '--work-dir', work,
-        '--cfg-options', 'train_cfg.max_epochs=1000'])
+        '--cfg-options', 'train_cfg.max_epochs=1000',
+        'train_dataloader.num_workers=1'])
     with open(log, 'w') as out:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=out,
                                 stderr=subprocess.STDOUT,
+                                start_new_session=True,
                                 env=dict(os.environ, OMP_NUM_THREADS='1'))
     try:
         wait_for((work / 'last_checkpoint').exists, 'first checkpoint',
                  proc=proc, log=str(log))
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
