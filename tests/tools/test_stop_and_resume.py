@@ -131,9 +131,12 @@ def test_dist_ranks_stop_together_when_one_is_signalled(tool, tmp_path):
     assert sum('Stopped by SIGTERM' in ln for ln in out.splitlines()) == 1
 
 
-def _blocking_checkpoints(block_on, event):
+def _blocking_checkpoints(block_on, event, **hook_args):
+    """Config lines: the checkpoint hook writes through the blocking
+    backend (``hook_args``: more checkpoint-hook arguments)."""
+    extra = ''.join(f'{k}={v!r}, ' for k, v in hook_args.items())
     return (
-        "default_hooks = dict(checkpoint=dict(backend_args=dict(\n"
+        f"default_hooks = dict(checkpoint=dict({extra}backend_args=dict(\n"
         f"    backend='fuller_blocking_local', block_on={block_on!r},\n"
         f"    event_file={str(event)!r})))\n")
 
@@ -169,9 +172,10 @@ def test_second_signal_stops_at_once(tmp_path):
 
 
 def test_sigkill_during_checkpoint_write_keeps_the_previous_one(tmp_path):
+    # max_keep_ckpts=1: mmengine would delete epoch_1 before writing epoch_2.
     event = tmp_path / 'write_started'
     cfg = _config(tmp_path, 'toy_hanging_write',
-                  _blocking_checkpoints('epoch_2', event))
+                  _blocking_checkpoints('epoch_2', event, max_keep_ckpts=1))
     work, log = tmp_path / 'run', tmp_path / 'train.log'
     proc = _start([sys.executable, 'tools/train.py', cfg, '--work-dir', work],
                   log)

@@ -21,6 +21,8 @@ before exiting (a launcher that sees one rank exit kills the others).
 mid-epoch checkpoint with the next batch of the interrupted epoch instead of
 restarting the epoch.
 """
+import multiprocessing
+import multiprocessing.context
 import os
 import signal
 import threading
@@ -59,6 +61,10 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
+#: Signals blocked while a data-loader worker is forked.
+_WORKER_BLOCKED = (signal.SIGTERM, signal.SIGINT)
+
+
 class _IgnoreInWorker:
     """``worker_init_fn`` wrapper: data-loader workers ignore the stop
     signals.
@@ -78,17 +84,48 @@ class _IgnoreInWorker:
     def __call__(self, worker_id: int) -> None:
         for signum in self.signals:
             signal.signal(signum, signal.SIG_IGN)
+        # Forked by _ShieldedForkProcess: a signal that came meanwhile was
+        # held back; now that it is ignored it is dropped.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _WORKER_BLOCKED)
         if self.init_fn is not None:
             self.init_fn(worker_id)
+
+
+class _ShieldedForkProcess(multiprocessing.context.ForkProcess):
+    """A fork-started worker that begins life with the stop signals blocked.
+
+    torch installs its own SIGTERM handler in a worker (die unless the
+    trainer sent it) before the init function runs; a job-wide signal in
+    that gap would still kill the worker. Blocked signals stay pending
+    instead, and :class:`_IgnoreInWorker` drops them.
+    """
+
+    def start(self) -> None:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _WORKER_BLOCKED)
+        try:
+            super().start()
+        finally:
+            # The trainer's own pending signal is delivered here.
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class _ShieldedForkContext(multiprocessing.context.ForkContext):
+    Process = _ShieldedForkProcess
 
 
 def _shield_workers(loader, signals: Sequence[int]) -> None:
     """Make ``loader``'s future workers ignore ``signals`` (idempotent)."""
     if loader is None or not getattr(loader, 'num_workers', 0):
         return
-    if isinstance(loader.worker_init_fn, _IgnoreInWorker):
-        return
-    loader.worker_init_fn = _IgnoreInWorker(signals, loader.worker_init_fn)
+    if not isinstance(loader.worker_init_fn, _IgnoreInWorker):
+        loader.worker_init_fn = _IgnoreInWorker(signals,
+                                                loader.worker_init_fn)
+    context = loader.multiprocessing_context
+    method = (context.get_start_method() if context is not None else
+              multiprocessing.get_start_method())
+    if method == 'fork' and not isinstance(context, _ShieldedForkContext):
+        # (spawn / forkserver workers keep a short unshielded start.)
+        loader.multiprocessing_context = _ShieldedForkContext()
 
 
 @MMENGINE_HOOKS.register_module()
