@@ -13,6 +13,8 @@ Works unchanged on real nuScenes (v1.0-trainval/-mini/-test) and on the
 synthetic set of tools/make_synthetic_nuscenes.py.
 """
 import argparse
+import os.path as osp
+import sys
 
 from fuller.datasets.info_files import create_nuscenes_infos
 
@@ -31,11 +33,29 @@ def parse_args(argv=None):
                         help='file name prefix of the info files')
     parser.add_argument('--max-sweeps', type=int, default=10,
                         help='LiDAR sweeps recorded per key frame')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace info files that already exist '
+                        '(default: refuse)')
     return parser.parse_args(argv)
+
+
+def existing_outputs(args) -> list:
+    """Info files this run would write that are already there (mmdet3d's
+    converter writes its v1 files into the root path first)."""
+    splits = ['test'] if args.version == 'v1.0-test' else ['train', 'val']
+    folders = {args.root_path, args.out_dir or args.root_path}
+    return sorted(p for d in folders for s in splits
+                  for p in [osp.join(d, f'{args.extra_tag}_infos_{s}.pkl')]
+                  if osp.exists(p))
 
 
 def main(argv=None):
     args = parse_args(argv)
+    found = existing_outputs(args)
+    if found and not args.overwrite:
+        sys.exit(f'tools/create_data.py: error: {", ".join(found)} already '
+                 'exist: pass --overwrite to rebuild them, or --out-dir / '
+                 '--extra-tag to write new ones elsewhere')
     paths = create_nuscenes_infos(args.root_path, args.version,
                                   out_dir=args.out_dir,
                                   info_prefix=args.extra_tag,

@@ -35,9 +35,9 @@ def multitask_pipelines(
     training. Map labels are rasterised after the BEV augmentation.
     """
     points = [
-        dict(type='LoadPointsFromFile', coord_type='LIDAR', load_dim=5,
+        dict(type='CheckedLoadPointsFromFile', coord_type='LIDAR', load_dim=5,
              use_dim=5, backend_args=backend_args),
-        dict(type='LoadPointsFromMultiSweeps', sweeps_num=num_sweeps,
+        dict(type='CheckedLoadPointsFromMultiSweeps', sweeps_num=num_sweeps,
              load_dim=5, use_dim=[0, 1, 2, 3, 4], pad_empty_sweeps=True,
              remove_close=True, backend_args=backend_args),
     ]
