@@ -1,6 +1,7 @@
 """Evaluate a FULLER-3D checkpoint: nuScenes mAP/NDS and BEV map mIoU.
 
     python tools/test.py CONFIG CKPT [--work-dir DIR] [--out metrics.json]
+                         [--allow-partial] [--validate-only]
                          [--launcher {none,pytorch,slurm}] [--cfg-options ...]
 
 The metrics are printed and saved as JSON (default:
@@ -78,10 +79,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
                                      check_env=not args.validate_only)
     except UserInputError as err:
         fail('tools/test.py', err)
-    if args.validate_only:
-        return {}
     if partial_note:
         print(f'tools/test.py: warning: {partial_note}', file=sys.stderr)
+    if args.validate_only:
+        return {}
 
     from mmengine.dist import is_main_process
     runner = build_runner(cfg, mode='test')
@@ -93,7 +94,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
         with open(out, 'x') as f:
             json.dump(dict(config=args.config, checkpoint=args.checkpoint,
-                           metrics=metrics), f, indent=2)
+                           partial_load=partial_note, metrics=metrics), f,
+                      indent=2)
         runner.logger.info(f'metrics saved to {out}')
     return metrics
 

@@ -8,6 +8,7 @@ terminal output as the user does.
 """
 import importlib.util
 import os
+import re
 
 import numpy as np
 import pytest
@@ -148,6 +149,8 @@ def test_single_task_config_passes(tmp_path, root):
     (['best_NDS_epoch_3.pth', 'notes.txt'], [], 'already holds checkpoints'),
     ([], ['--resume'], 'nothing to resume from'),
     (['train.log'], ['--resume'], 'holds no checkpoint'),
+    (['epoch_1.pth'], ['--resume'], 'no last_checkpoint record: name the one to '
+     'resume from, e.g. --resume {work}/epoch_1.pth'),
     (None, ['--resume'], 'does not exist'),
 ])
 def test_work_dir_protection_and_resume(tmp_path, existing, argv, expected):
@@ -157,7 +160,7 @@ def test_work_dir_protection_and_resume(tmp_path, existing, argv, expected):
         for name in existing:
             (work / name).write_bytes(b'user data')
     message = _error(train, [TOY, '--work-dir', work, *argv])
-    assert expected in message and str(work) in message
+    assert expected.format(work=work) in message and str(work) in message
     for name in existing or []:
         assert (work / name).read_bytes() == b'user data'
 
@@ -167,6 +170,7 @@ def test_work_dir_protection_and_resume(tmp_path, existing, argv, expected):
     (test_tool, [TOY, 'x.pth'], 'tools/dist_test.sh CONFIG CKPT NGPUS'),
 ])
 def test_pytorch_launcher_needs_torchrun(monkeypatch, tmp_path, tool, argv, script):
+    monkeypatch.setenv('LOCAL_RANK', '0')  # restored afterwards (the tool sets it)
     for name in LAUNCH_ENV:
         monkeypatch.delenv(name, raising=False)
     message = _error(tool, [*argv, '--work-dir', tmp_path, '--launcher', 'pytorch'])
@@ -195,7 +199,7 @@ def checkpoints(tmp_path_factory):
     ('det_only', ' 0 unexpected, 0 of another shape'),
     ('light', 'of another shape (e.g. '),
 ])
-def test_checkpoint_of_another_config(tmp_path, root, checkpoints, ckpt, expected):
+def test_checkpoint_of_another_config(tmp_path, root, checkpoints, capsys, ckpt, expected):
     argv = [FULLER, checkpoints[ckpt], '--work-dir', tmp_path, '--data-root', root]
     message = _error(test_tool, argv)
     assert f'checkpoint {checkpoints[ckpt]} does not fit' in message
@@ -206,6 +210,7 @@ def test_checkpoint_of_another_config(tmp_path, root, checkpoints, ckpt, expecte
 
     # --allow-partial passes, and says what stays at init
     assert test_tool.main([*map(str, argv), '--allow-partial', '--validate-only']) == {}
+    assert 'model weights are left at init' in capsys.readouterr().err
 
 
 def test_matching_checkpoint_passes(tmp_path, root, checkpoints, capsys):
@@ -278,7 +283,7 @@ def test_broken_point_file(tmp_path, size, expected):
     # and by the pipeline's loader, should a file break later
     from fuller.datasets import CheckedLoadPointsFromFile
     loader = CheckedLoadPointsFromFile(coord_type='LIDAR', load_dim=5, use_dim=5)
-    with pytest.raises(ValueError, match=f'point file {path} {expected}'.replace('(', r'\(')):
+    with pytest.raises(ValueError, match=re.escape(f'point file {path} {expected}')):
         loader._load_points(path)
 
 

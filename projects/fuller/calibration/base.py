@@ -262,4 +262,12 @@ def build_optional(
     """``CALIBRATORS.build(cfg)``, or None (level off) for ``cfg=None``;
     ``cfg`` may be a bare calibrator name."""
     cfg = normalize_calibrator_cfg(cfg, level)
-    return None if cfg is None else CALIBRATORS.build(cfg)
+    if cfg is None:
+        return None
+    args = dict(cfg)
+    kind = args.pop('type')
+    # a class from the registry, not CALIBRATORS.build: under a config's
+    # default_scope (mmdet3d) the build warns that this registry (scope
+    # fuller) is outside that scope's tree
+    cls = CALIBRATORS.get(kind) if isinstance(kind, str) else kind
+    return cls(**args)

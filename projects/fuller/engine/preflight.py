@@ -70,7 +70,12 @@ def check_model_tasks(cfg: Config, evaluators: Sequence[str]) -> None:
                                    ('LiDAR', 'pts_voxel_encoder'))
                   if model.get(key)]
     wrapper = cfg.get('optim_wrapper') or {}
-    calibration = wrapper.get('calibration') if isinstance(wrapper, dict) else None
+    calibration = None
+    if isinstance(wrapper, dict) and wrapper.get('type') in (
+            'FullerOptimWrapper', 'FullerAmpOptimWrapper'):
+        from .optim_wrapper import DEFAULT_CALIBRATION
+        # levels missing from the config take the wrapper's defaults
+        calibration = {**DEFAULT_CALIBRATION, **(wrapper.get('calibration') or {})}
     off = [h for h in ('bbox_head', 'seg_head') if not model.get(h)]
     for level, have, what, fix in (
             ('inter', heads, 'task heads',
@@ -162,6 +167,13 @@ def check_work_dir(work_dir: str, resume: Optional[str]) -> None:
             f'--resume: nothing to resume from, {work_dir} {where}: check '
             '--work-dir, pass the checkpoint file (--resume CKPT), or drop '
             '--resume to start a new run')
+    if resume == 'auto' and not osp.isfile(osp.join(work_dir, 'last_checkpoint')):
+        # mmengine resumes from the file named in last_checkpoint only; without
+        # it the run would start over and write over these checkpoints.
+        newest = max(found, key=osp.getmtime)
+        raise UserInputError(
+            f'--resume: {work_dir} has checkpoints but no last_checkpoint '
+            f'record: name the one to resume from, e.g. --resume {newest}')
 
 
 # ------------------------------------------------------------- checkpoints

@@ -91,8 +91,10 @@ def check_data_paths(cfg: Config, loaders: List[str]) -> None:
                 raise UserInputError(
                     f'data root not found: {root} ({loader}.dataset.data_root). '
                     'Prepare it as README "Data preparation" says (synthetic: '
-                    '`make data`; nuScenes: tools/create_data.py) or point it '
-                    'elsewhere with --cfg-options')
+                    '`make data`; nuScenes: put it there, then `python '
+                    f'tools/create_data.py nuscenes --root-path {root} '
+                    '--version v1.0-trainval` (or v1.0-mini)), or point at '
+                    'another copy with --data-root')
             ann = ds.get('ann_file')
             if ann and not osp.isfile(osp.join(root, ann)) and not osp.isfile(ann):
                 from .preflight import create_data_hint
@@ -180,14 +182,14 @@ class _FileOnlyStartupDump(logging.Filter):
         return not msg.startswith(_FILE_ONLY_PREFIXES)
 
 
-def _runner_class(base: type, dump_name: str) -> type:
+def _runner_class(base: type, dump_name: str, dump_in_log_dir: bool) -> type:
     """``base`` with the plugin's start-up manners:
 
     * the environment/config/hooks dumps go to the log file only; the
       console gets one line saying where they are;
     * the config dump never replaces a file: it is written as
-      ``<work_dir>/<dump_name>`` when that name is free, else into the run's
-      timestamped log folder (test runs always there).
+      ``<work_dir>/<dump_name>`` when that name is free, else (and always
+      with ``dump_in_log_dir``) into the run's timestamped log folder.
     """
 
     class FullerRunner(base):
@@ -210,7 +212,7 @@ def _runner_class(base: type, dump_name: str) -> type:
 
         def dump_config(self) -> None:
             path = osp.join(self.work_dir, dump_name)
-            if osp.exists(path) or dump_name.startswith('test_'):
+            if dump_in_log_dir or osp.exists(path):
                 path = osp.join(self.log_dir, dump_name)
             self.cfg.dump(path)
 
@@ -232,7 +234,7 @@ def build_runner(cfg: Config, mode: str = 'train'):
     name = osp.basename(cfg.filename) if cfg.filename else 'config.py'
     if mode == 'test':
         name = f'test_{name}'
-    return _runner_class(base, name).from_cfg(cfg)
+    return _runner_class(base, name, mode == 'test').from_cfg(cfg)
 
 
 def _walk_dicts(node: Any) -> Iterable[dict]:
