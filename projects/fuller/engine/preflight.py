@@ -440,8 +440,9 @@ def validate_test(cfg: Config, checkpoint: str, launcher: str,
 
 
 def fail(tool: str, err: Exception) -> None:
-    """Exit with ``tool: error: <one line>`` (status 2), printed by rank 0
-    only when several ranks run the same check."""
-    if int(os.environ.get('RANK', '0') or 0) != 0:
-        raise SystemExit(2)
+    """Exit (status 1) with ``tool: error: <one line>`` on stderr; when
+    several ranks run the same check, rank 0 alone prints it."""
+    rank = os.environ.get('RANK', os.environ.get('SLURM_PROCID', '0'))
+    if rank.isdigit() and int(rank) != 0:
+        raise SystemExit(1)
     raise SystemExit(f'{tool}: error: {err}')

@@ -1,7 +1,8 @@
-"""Config loading and pre-flight checks shared by tools/train.py and tools/test.py.
+"""Config loading and Runner set-up shared by tools/train.py and tools/test.py
+(their pre-flight checks are in :mod:`fuller.engine.preflight`).
 
 Every check fails with :class:`UserInputError`, a one-line message that names
-the problem and the fix; the tools turn it into ``prog: error: ...`` and exit 2
+the problem and the fix; the tools turn it into ``prog: error: ...`` and exit 1
 instead of a deep traceback.
 """
 import difflib
