@@ -334,3 +334,11 @@ def test_train_terminal_shows_progress_not_dumps(tool, tmp_path):
     assert 'System environment' in log and 'Config:' in log
     assert f'see {logs[0]}' in terminal
     assert len(terminal.splitlines()) < len(log.splitlines()) // 2
+
+
+@pytest.mark.parametrize('config', sorted((REPO / 'configs/fuller').glob('*.py')),
+                         ids=lambda p: p.stem)
+def test_shipped_configs_pass_the_model_checks(config):
+    from fuller.engine.preflight import check_model_tasks
+    cfg = train.load_config(str(config))
+    check_model_tasks(cfg, ['val_evaluator', 'test_evaluator'])
