@@ -137,6 +137,12 @@ def test_calibration_needs_the_branches(tmp_path, config, options, expected):
     assert expected in message
 
 
+def test_model_config_error_is_one_line(tmp_path):
+    message = _error(train, [FULLER, '--work-dir', tmp_path, '--cfg-options',
+                             'model.fusion_layer.in_channels=[16,16]'])
+    assert 'cannot build the model of' in message and 'fusion_layer.in_channels' in message
+
+
 def test_single_task_config_passes(tmp_path, root):
     # det_only keeps the (pass-through) Sum calibrator and one metric: fine.
     train.main([DET_ONLY, '--work-dir', str(tmp_path / 'w'), '--data-root', root,
