@@ -67,6 +67,8 @@ def root(tmp_path):
     ('optim_wrapper.optimizer.lr=fast',
      'optim_wrapper.optimizer.lr=\'fast\': expects a number'),
     ('optim_wrapper.calibration.sync=maybe', 'expects a bool'),
+    ('train_cfg.type=IterBasedTrainLop', 'unknown type (did you mean IterBasedTrainLoop'),
+    ('optim_wrapper.type=FullerOptimWraper', 'did you mean FullerOptimWrapper'),
     ('optim_wrapper.calibration.inter=IMTLGG', 'registered: AlignedMTL, CAGrad'),
     ('optim_wrapper.calibration.intra=IMTLG', 'registered: EqualNorm, Identity'),
 ])

@@ -226,9 +226,30 @@ def check_option(root: dict, key: str, value: Any,
                 return _check_value(key, default, value, 'the default is')
             return None
         if is_last:
+            if part == 'type' and isinstance(value, str):
+                return _check_type_name(key, value, parts[0])
             return _check_value(key, child, value, 'the config has')
         node = child
     return None
+
+
+def _check_type_name(key: str, name: str, top_key: str) -> Optional[str]:
+    """A ``type`` given on the command line must be registered."""
+    if resolve_type(name, top_key) is not None or '.' in name:
+        return None  # scoped names ('mmdet.X') are left to the builder
+    first = _REGISTRY_OF_TOP_KEY.get(top_key)
+    registry = _registry(first) if first else None
+    names = set()
+    while registry is not None:
+        names |= set(registry.module_dict)
+        registry = registry.parent
+    if top_key == 'optim_wrapper':
+        names |= _calibrator_names()
+    close = difflib.get_close_matches(name, sorted(names), n=3)
+    hint = f'did you mean {", ".join(close)}?' if close else \
+        'no registered type of that name'
+    return f'--cfg-options {key}={name}: unknown type ({hint})'
+
 
 
 def _unknown(key: str, part: str, path: Sequence[str], known: Set[str],
