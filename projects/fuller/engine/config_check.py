@@ -251,7 +251,6 @@ def _check_type_name(key: str, name: str, top_key: str) -> Optional[str]:
     return f'--cfg-options {key}={name}: unknown type ({hint})'
 
 
-
 def _unknown(key: str, part: str, path: Sequence[str], known: Set[str],
              what: str) -> str:
     close = difflib.get_close_matches(part, sorted(known), n=3)
