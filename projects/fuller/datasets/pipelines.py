@@ -4,7 +4,8 @@ numbers (configs/_base_/datasets/*.py call this)."""
 import copy
 from typing import List, Sequence, Tuple
 
-from .metainfo import CAMERAS, CLASS_NAMES, MAP_CLASSES
+from .metainfo import (CAMERAS, CLASS_NAMES, DEFAULT_DRIVABLE_AREA_SOURCE,
+                       MAP_CLASSES)
 
 
 def multitask_pipelines(
@@ -21,6 +22,7 @@ def multitask_pipelines(
         bev_scale_range: Sequence[float] = (0.9, 1.1),
         bev_translation_std: Sequence[float] = (0.5, 0.5, 0.5),
         map_line_width: int = 2,
+        drivable_area_source: str = DEFAULT_DRIVABLE_AREA_SOURCE,
         class_names: Sequence[str] = CLASS_NAMES,
         map_classes: Sequence[str] = MAP_CLASSES,
         cameras: Sequence[str] = CAMERAS,
@@ -32,7 +34,9 @@ def multitask_pipelines(
     final (H, W), resize factor uniform in ``resize_lim`` (``test_resize``
     at test time), bottom crop, +-``rot_lim`` deg rotation and flips when
     training. BEV: rotation (rad), scale, translation and both flips when
-    training. Map labels are rasterised after the BEV augmentation.
+    training. Map labels are rasterised after the BEV augmentation, their
+    ``drivable_area`` from ``drivable_area_source`` (``'drivable_area'``:
+    the map's layer, MIT BEVFusion's default; ``'road_segment+lane'``).
     """
     points = [
         dict(type='LoadPointsFromFile', coord_type='LIDAR', load_dim=5,
@@ -45,7 +49,8 @@ def multitask_pipelines(
                   to_float32=True, backend_args=backend_args)
     map_labels = dict(type='LoadBEVSegmentation', data_root=data_root,
                       xbound=list(map_xbound), ybound=list(map_ybound),
-                      classes=list(map_classes), line_width=map_line_width)
+                      classes=list(map_classes), line_width=map_line_width,
+                      drivable_area_source=drivable_area_source)
     in_range = dict(type='PointsRangeFilter',
                     point_cloud_range=list(point_cloud_range))
     train = [

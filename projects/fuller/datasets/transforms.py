@@ -19,7 +19,7 @@ from mmengine.fileio import get
 
 from ..registry import TRANSFORMS
 from .map_raster import MapRasterizer
-from .metainfo import CAMERAS, MAP_CLASSES
+from .metainfo import CAMERAS, DEFAULT_DRIVABLE_AREA_SOURCE, MAP_CLASSES
 
 
 def _as4x4(mat) -> np.ndarray:
@@ -250,6 +250,10 @@ class LoadBEVSegmentation(BaseTransform):
         classes: map classes, in channel order.
         layers: class -> map-expansion layers (default: ``MAP_LAYERS``).
         line_width: width in cells of dividers.
+        drivable_area_source: ``'drivable_area'`` (the map's layer, MIT
+            BEVFusion's default) or ``'road_segment+lane'``; recorded in
+            the sample's metainfo (``drivable_area_source``) so that the map
+            metric can say which labels it scored.
     """
 
     def __init__(self, data_root: str,
@@ -257,9 +261,11 @@ class LoadBEVSegmentation(BaseTransform):
                  ybound: Sequence[float] = (-50.0, 50.0, 0.5),
                  classes: Sequence[str] = MAP_CLASSES,
                  layers: Optional[Mapping[str, Sequence[str]]] = None,
-                 line_width: int = 2):
+                 line_width: int = 2,
+                 drivable_area_source: str = DEFAULT_DRIVABLE_AREA_SOURCE):
         self.rasterizer = MapRasterizer(data_root, classes, layers, xbound,
-                                        ybound, line_width)
+                                        ybound, line_width,
+                                        drivable_area_source)
 
     def transform(self, results: dict) -> dict:
         location = results.get('map_location')
@@ -272,6 +278,8 @@ class LoadBEVSegmentation(BaseTransform):
             np.asarray(results['lidar_points']['lidar2ego'], np.float64)
         results['gt_masks_bev'] = self.rasterizer.rasterize(
             location, lidar2global, results.get('lidar_aug_matrix'))
+        results['drivable_area_source'] = \
+            self.rasterizer.drivable_area_source
         return results
 
 
@@ -280,7 +288,7 @@ META_KEYS = ('sample_idx', 'token', 'timestamp', 'map_location', 'lidar_path',
              'img_path', 'cameras', 'box_type_3d', 'num_pts_feats',
              'lidar2img', 'cam2img', 'lidar2cam', 'cam2lidar',
              'img_aug_matrix', 'lidar_aug_matrix', 'ego2global', 'lidar2ego',
-             'img_shape', 'ori_shape', 'num_views')
+             'img_shape', 'ori_shape', 'num_views', 'drivable_area_source')
 
 
 @TRANSFORMS.register_module()
