@@ -1,0 +1,22 @@
+# BEVFusion recipe, stage 2 at CPU scale: camera + LiDAR detection + map
+# segmentation from the stage-1 checkpoint (cpu_stage1_lidar_det.py), with
+# CBGS, 2 epochs of cosine decay from a lower learning rate; naive
+# multi-task learning.
+#   python tools/train.py configs/recipe/cpu_stage2_naive.py
+_base_ = ['../fuller/fuller_cpu_naive.py']
+load_from = 'work_dirs/cpu_stage1_lidar_det/epoch_4.pth'
+train_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='CBGSDataset',
+        dataset={{_base_.train_dataloader.dataset}}))
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
+max_epochs = 2
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.33333333, by_epoch=False, begin=0,
+         end=10),
+    dict(type='CosineAnnealingLR', begin=0, T_max=max_epochs,
+         end=max_epochs, by_epoch=True, eta_min_ratio=1e-4,
+         convert_to_iter_based=True)
+]
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
