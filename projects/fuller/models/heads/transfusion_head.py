@@ -20,16 +20,26 @@ REG_HEADS = (('center', 2), ('height', 1), ('dim', 3), ('rot', 2), ('vel', 2))
 
 
 class _PosEmbed(nn.Sequential):
-    """(B, L, 2) cell coordinates -> (B, L, C) learned embedding."""
+    """(B, L, 2) cell coordinates -> (B, L, C) learned embedding:
+    1x1 Conv1d, BN1d, ReLU, 1x1 Conv1d over the L positions, as upstream
+    TransFusion's ``PositionEmbeddingLearned`` (same layers, so upstream
+    checkpoints load into it)."""
 
     def __init__(self, channels: int) -> None:
-        super().__init__(nn.Linear(2, channels), nn.ReLU(inplace=True),
-                         nn.Linear(channels, channels))
+        super().__init__(nn.Conv1d(2, channels, 1), nn.BatchNorm1d(channels),
+                         nn.ReLU(inplace=True),
+                         nn.Conv1d(channels, channels, 1))
+
+    def forward(self, pos: Tensor) -> Tensor:
+        return super().forward(pos.transpose(1, 2)).transpose(1, 2)
 
 
 class TransFusionDecoderLayer(BaseModule):
     """Self-attention among queries, cross-attention to the BEV feature,
     FFN; post-norm, learned positional embeddings of BEV cell coordinates.
+    As upstream TransFusion (mmdet3d projects/BEVFusion and MIT bevfusion),
+    the positional embedding is added to queries, keys *and values* of both
+    attentions.
 
     Forward: query (B, P, C), key (B, L, C), query_pos (B, P, 2),
     key_pos (B, L, 2) -> (B, P, C).
@@ -54,10 +64,10 @@ class TransFusionDecoderLayer(BaseModule):
                 key_pos: Tensor) -> Tensor:
         qp, kp = self.query_pos(query_pos), self.key_pos(key_pos)
         q = query + qp
-        query = self.norms[0](query +
-                              self.drop(self.self_attn(q, q, query)[0]))
+        query = self.norms[0](query + self.drop(self.self_attn(q, q, q)[0]))
+        k = key + kp
         query = self.norms[1](query + self.drop(
-            self.cross_attn(query + qp, key + kp, key)[0]))
+            self.cross_attn(query + qp, k, k)[0]))
         return self.norms[2](query + self.drop(self.ffn(query)))
 
 
