@@ -1,10 +1,20 @@
 # BEVFusion recipe, stage 2 at CPU scale: camera + LiDAR detection + map
 # segmentation from the stage-1 checkpoint (cpu_stage1_lidar_det.py), with
-# CBGS, 2 epochs of cosine decay from a lower learning rate; naive
-# multi-task learning.
+# CBGS, 2 epochs of cosine decay from a lower learning rate, the depth-aware
+# LSS and the LSS-FPN neck of the paper's stage 2; naive multi-task
+# learning.
 #   python tools/train.py configs/recipe/cpu_stage2_naive.py
 _base_ = ['../fuller/fuller_cpu_naive.py']
 load_from = 'work_dirs/cpu_stage1_lidar_det/epoch_4.pth'
+model = dict(
+    img_neck=dict(
+        _delete_=True,
+        type='GeneralizedLSSFPN',
+        in_channels=[64, 128, 256],
+        out_channels=64,
+        num_outs=3,
+        upsample_cfg=dict(mode='bilinear', align_corners=False)),
+    view_transform=dict(type='DepthLSSTransform'))
 train_dataloader = dict(
     dataset=dict(
         _delete_=True,

@@ -156,11 +156,57 @@ def mmdet3d_lidar_spec(spconv2: bool = False) -> Dict[str, Shape]:
     return spec
 
 
+def lss_fpn_spec(prefix: str, in_channels: Sequence[int] = (192, 384, 768),
+                 out_channels: int = 256) -> Dict[str, Shape]:
+    """GeneralizedLSSFPN: per level but the coarsest, a 1x1 lateral conv on
+    [level, upsampled coarser] and a 3x3 conv, both conv-BN-ReLU."""
+    spec = {}
+    last = len(in_channels) - 1
+    for i in range(last):
+        coarser = in_channels[i + 1] if i == last - 1 else out_channels
+        spec[f'{prefix}.lateral_convs.{i}.conv.weight'] = (
+            out_channels, in_channels[i] + coarser, 1, 1)
+        spec.update(_bn(f'{prefix}.lateral_convs.{i}.bn', out_channels))
+        spec[f'{prefix}.fpn_convs.{i}.conv.weight'] = (out_channels,
+                                                       out_channels, 3, 3)
+        spec.update(_bn(f'{prefix}.fpn_convs.{i}.bn', out_channels))
+    return spec
+
+
+def depth_lss_spec(prefix: str, in_channels: int = 256,
+                   out_channels: int = 80, depth_bins: int = 118,
+                   downsample: int = 2) -> Dict[str, Shape]:
+    """DepthLSSTransform: dtransform (1->8->32->64), depthnet (in + 64 ->
+    in -> in -> D + C), the stride-2 downsample stack."""
+    spec = {}
+    for i, (ci, co, k) in enumerate([(1, 8, 1), (8, 32, 5), (32, 64, 5)]):
+        spec[f'{prefix}.dtransform.{3 * i}.weight'] = (co, ci, k, k)
+        spec[f'{prefix}.dtransform.{3 * i}.bias'] = (co, )
+        spec.update(_bn(f'{prefix}.dtransform.{3 * i + 1}', co))
+    for i, ci in enumerate([in_channels + 64, in_channels]):
+        spec[f'{prefix}.depthnet.{3 * i}.weight'] = (in_channels, ci, 3, 3)
+        spec[f'{prefix}.depthnet.{3 * i}.bias'] = (in_channels, )
+        spec.update(_bn(f'{prefix}.depthnet.{3 * i + 1}', in_channels))
+    spec[f'{prefix}.depthnet.6.weight'] = (depth_bins + out_channels,
+                                           in_channels, 1, 1)
+    spec[f'{prefix}.depthnet.6.bias'] = (depth_bins + out_channels, )
+    if downsample == 2:
+        for i in range(3):
+            spec[f'{prefix}.downsample.{3 * i}.weight'] = (
+                out_channels, out_channels, 3, 3)
+            spec.update(_bn(f'{prefix}.downsample.{3 * i + 1}', out_channels))
+    return spec
+
+
 def mit_fusion_spec(map_classes: int = 6,
                     camera_channels: int = 80) -> Dict[str, Shape]:
-    """MIT bevfusion's camera+LiDAR model, LiDAR branch, fuser, decoder,
-    detection and map heads (the camera encoder is left out)."""
-    spec = sparse_encoder_spec('encoders.lidar.backbone')
+    """MIT bevfusion's camera+LiDAR model: camera neck and depth-aware view
+    transform, LiDAR branch, fuser, decoder, detection and map heads (the
+    Swin-T image backbone is left out)."""
+    spec = lss_fpn_spec('encoders.camera.neck')
+    spec.update(depth_lss_spec('encoders.camera.vtransform',
+                               out_channels=camera_channels))
+    spec.update(sparse_encoder_spec('encoders.lidar.backbone'))
     spec['fuser.0.weight'] = (256, camera_channels + 256, 3, 3)
     spec.update(_bn('fuser.1', 256))
     spec.update(second_spec('decoder.backbone'))
