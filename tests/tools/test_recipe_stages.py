@@ -134,3 +134,52 @@ def test_both_cpu_stages_train_stage2_from_stage1(synthetic_nuscenes,
     assert (tmp_path / 's2' / 'iter_2.pth').is_file()
     after = runner.model.state_dict()['pts_backbone.blocks.0.0.weight']
     assert not torch.equal(before, after)
+
+
+NUS_STAGE2 = {
+    'naive': ('Sum', 'Identity'), 'fuller': ('IMTLG', 'EqualNorm'),
+    'inter': ('IMTLG', 'Identity'), 'intra': ('Sum', 'EqualNorm'),
+    'fuller_light': ('IMTLG', 'EqualNorm'), 'det_only': ('Sum', 'Identity'),
+    'seg_only': ('Sum', 'Identity')}
+
+
+def _types(cfg):
+    calib = cfg.optim_wrapper.calibration
+    return tuple(c['type'] if c else None
+                 for c in (calib['inter'], calib['intra']))
+
+
+def test_nuscenes_recipe_configs_follow_upstream():
+    s1 = Config.fromfile(osp.join(REPO, 'configs/recipe/'
+                                  'nus_stage1_lidar_det.py'))
+    assert s1.train_cfg.max_epochs == 20
+    assert s1.optim_wrapper.optimizer.type == 'AdamW'
+    assert s1.model.img_backbone is None and s1.model.seg_head is None
+    assert s1.train_dataloader.dataset.type == 'CBGSDataset'
+    types = [t['type'] for t in s1.train_dataloader.dataset.dataset.pipeline]
+    assert types.index('ObjectSample') == types.index('LoadAnnotations3D') + 1
+    assert 'LoadMultiViewImages' not in types
+    hook, = [h for h in s1.custom_hooks
+             if h['type'] == 'DisableObjectSampleHook']
+    assert hook['disable_after_epoch'] == 15  # the last 5 epochs
+    rot = [t for t in s1.train_dataloader.dataset.dataset.pipeline
+           if t['type'] == 'BEVGlobalAug'][0]['rot_range']
+    assert rot == pytest.approx([-0.7854, 0.7854], abs=1e-4)
+    for variant, calib in NUS_STAGE2.items():
+        cfg = Config.fromfile(osp.join(REPO, f'configs/recipe/'
+                                       f'nus_stage2_{variant}.py'))
+        assert _types(cfg) == calib, variant
+        assert cfg.train_cfg.max_epochs == 6
+        assert cfg.optim_wrapper.optimizer.lr == 2e-4
+        assert cfg.load_from.endswith('nus_stage1_lidar_det/epoch_20.pth')
+        assert cfg.train_dataloader.dataset.type == 'CBGSDataset'
+        assert 'CosineAnnealingLR' in [p['type'] for p in
+                                       cfg.param_scheduler]
+        assert not any(t['type'] == 'ObjectSample' for t in
+                       cfg.train_dataloader.dataset.dataset.pipeline)
+        vt = cfg.model.view_transform.type
+        assert vt == ('LSSTransform' if variant == 'seg_only' else
+                      'DepthLSSTransform')
+        assert cfg.model.img_neck.type == 'GeneralizedLSSFPN'
+        assert (cfg.model.seg_head is None) == (variant == 'det_only')
+        assert (cfg.model.bbox_head is None) == (variant == 'seg_only')
