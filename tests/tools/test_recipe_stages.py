@@ -29,9 +29,10 @@ def _cfg(rel, root, work_dir, **train_cfg):
     cfg.param_scheduler = None
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
                                         interval=2)
-    cfg.default_hooks.visualization = None
+    cfg.default_hooks.pop('visualization', None)
     cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
     cfg.train_dataloader.num_workers = 0
+    cfg.train_dataloader.batch_size = 1
     cfg.log_level = 'WARNING'
     cfg.update(train_cfg)
     return cfg
@@ -41,8 +42,10 @@ def test_gt_database_of_create_data(synthetic_nuscenes):
     root = synthetic_nuscenes.root
     db = load(osp.join(root, 'nuscenes_dbinfos_train.pkl'))
     infos = load(synthetic_nuscenes.train_infos)['data_list']
+    # every valid (seen by a sensor) annotated object of the train split
     n_boxes = sum(len([i for i in info['instances']
-                       if i['bbox_label_3d'] >= 0]) for info in infos)
+                       if i['bbox_label_3d'] >= 0 and i['bbox_3d_isvalid']])
+                  for info in infos)
     assert sum(len(v) for v in db.values()) == n_boxes > 0
     some = [entry for entries in db.values() for entry in entries
             if entry['num_points_in_gt'] > 20][:5]
