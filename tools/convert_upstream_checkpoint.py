@@ -91,8 +91,9 @@ def main(argv=None) -> int:
     model = MODELS.build(cfg.model)
     converted, report = convert_state_dict(
         state, model, source, getattr(state, '_metadata', None))
+    shown = osp.relpath(config, REPO) if config.startswith(REPO) else config
     print(f'[convert] {args.src} ({source} layout) -> {args.dst}, model of '
-          f'{osp.relpath(config, REPO) if config.startswith(REPO) else config}')
+          f'{shown}')
     print(format_report(report, args.verbose))
     if not converted:
         _fail('nothing matched our model: check --from and --config')

@@ -124,7 +124,8 @@ def test_both_cpu_stages_train_stage2_from_stage1(synthetic_nuscenes,
     assert stage2.train_dataloader.dataset.type == 'CBGSDataset'
     runner = build_runner(stage2)
     runner.load_or_resume()
-    state = runner.model.state_dict()
+    # (the Runner may have put the model on a GPU)
+    state = {k: v.cpu() for k, v in runner.model.state_dict().items()}
     lidar = [k for k in stage1_state
              if k.startswith(('pts_', 'bbox_head.'))]
     assert lidar and all(torch.equal(state[k], stage1_state[k])
@@ -136,6 +137,7 @@ def test_both_cpu_stages_train_stage2_from_stage1(synthetic_nuscenes,
     runner.train()
     assert (tmp_path / 's2' / 'iter_2.pth').is_file()
     after = runner.model.state_dict()['pts_backbone.blocks.0.0.weight']
+    after = after.cpu()
     assert not torch.equal(before, after)
 
 

@@ -13,5 +13,6 @@ __all__ = [
     'FullerNuScenesDataset', 'LoadMultiViewImages', 'MultiViewImageAug',
     'BEVGlobalAug', 'LoadBEVSegmentation', 'PackMultiTaskInputs',
     'MapRasterizer', 'check_map_expansion', 'apply_bev_transform',
-    'bev_aug_matrix', 'FullerDataBaseSampler', 'CLASS_NAMES', 'MAP_CLASSES', 'MAP_LAYERS', 'CAMERAS'
+    'bev_aug_matrix', 'FullerDataBaseSampler', 'CLASS_NAMES', 'MAP_CLASSES',
+    'MAP_LAYERS', 'CAMERAS'
 ]

@@ -201,9 +201,9 @@ class GeneralizedLSSFPN(BaseModule):
 
     def forward(self, inputs: Sequence[Tensor]) -> Tuple[Tensor, ...]:
         if len(inputs) != len(self.in_channels):
-            raise ValueError(f'GeneralizedLSSFPN expects {len(self.in_channels)}'
-                             f' backbone levels, got {len(inputs)}: match '
-                             'img_backbone.out_indices')
+            raise ValueError(
+                f'GeneralizedLSSFPN expects {len(self.in_channels)} backbone '
+                f'levels, got {len(inputs)}: match img_backbone.out_indices')
         feats = list(inputs[self.start_level:])
         for i in range(len(feats) - 2, -1, -1):
             up = F.interpolate(feats[i + 1], size=feats[i].shape[-2:],

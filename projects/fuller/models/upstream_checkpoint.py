@@ -28,7 +28,6 @@ import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
-import torch
 from torch import Tensor, nn
 
 SOURCES = ('mmdet3d', 'mit')
