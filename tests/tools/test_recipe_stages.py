@@ -188,3 +188,16 @@ def test_nuscenes_recipe_configs_follow_upstream():
         assert cfg.model.img_neck.type == 'GeneralizedLSSFPN'
         assert (cfg.model.seg_head is None) == (variant == 'det_only')
         assert (cfg.model.bbox_head is None) == (variant == 'seg_only')
+
+
+def test_missing_gt_database_is_a_clear_input_error(tmp_path):
+    from fuller.engine.runner_setup import UserInputError, check_data_paths
+    for split in ('train', 'val'):
+        (tmp_path / f'nuscenes_infos_{split}.pkl').touch()
+    cfg = Config.fromfile(osp.join(REPO, STAGE1))
+    set_data_root(cfg, str(tmp_path))
+    with pytest.raises(UserInputError, match='GT database not found.*'
+                       'create_data.py'):
+        check_data_paths(cfg, ['train_dataloader', 'val_dataloader'])
+    (tmp_path / 'nuscenes_dbinfos_train.pkl').touch()
+    check_data_paths(cfg, ['train_dataloader', 'val_dataloader'])

@@ -94,6 +94,18 @@ def check_data_paths(cfg: Config, loaders: List[str]) -> None:
                     f'annotation file not found: {osp.join(root, ann)} '
                     f'({loader}.dataset.ann_file). Build the info files with '
                     f'`python tools/create_data.py nuscenes --root-path {root}`')
+            for step in ds.get('pipeline') or []:
+                db = step.get('db_sampler') if isinstance(step, dict) else None
+                info = db.get('info_path') if isinstance(db, dict) else None
+                if not info or osp.isfile(info):
+                    continue
+                path = osp.join(db.get('data_root') or '', info)
+                if not osp.isfile(path):
+                    raise UserInputError(
+                        f'GT database not found: {path} ({loader} ObjectSample '
+                        f'db_sampler.info_path). Write it with `python '
+                        f'tools/create_data.py nuscenes --root-path '
+                        f'{db.get("data_root")}`')
 
 
 def check_fresh_work_dir(work_dir: str) -> None:
