@@ -5,7 +5,8 @@ from .metainfo import CAMERAS, CLASS_NAMES, MAP_CLASSES, MAP_LAYERS
 from .nuscenes_dataset import FullerNuScenesDataset
 from .point_loading import (CheckedLoadPointsFromFile,
                             CheckedLoadPointsFromMultiSweeps)
-from .transforms import (BEVGlobalAug, LoadBEVSegmentation,
+from .transforms import (BEVGlobalAug, FullerDataBaseSampler,
+                         LoadBEVSegmentation,
                          LoadMultiViewImages, MultiViewImageAug,
                          PackMultiTaskInputs, apply_bev_transform,
                          bev_aug_matrix)
@@ -15,5 +16,6 @@ __all__ = [
     'CheckedLoadPointsFromMultiSweeps', 'LoadMultiViewImages', 'MultiViewImageAug',
     'BEVGlobalAug', 'LoadBEVSegmentation', 'PackMultiTaskInputs',
     'MapRasterizer', 'check_map_expansion', 'apply_bev_transform',
-    'bev_aug_matrix', 'CLASS_NAMES', 'MAP_CLASSES', 'MAP_LAYERS', 'CAMERAS'
+    'bev_aug_matrix', 'FullerDataBaseSampler', 'CLASS_NAMES', 'MAP_CLASSES',
+    'MAP_LAYERS', 'CAMERAS'
 ]

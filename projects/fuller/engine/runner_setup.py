@@ -102,6 +102,19 @@ def check_data_paths(cfg: Config, loaders: List[str]) -> None:
                 raise UserInputError(
                     f'annotation file not found: {osp.join(root, ann)} '
                     f'({loader}.dataset.ann_file): {create_data_hint(root)}')
+            for step in ds.get('pipeline') or []:
+                db = step.get('db_sampler') if isinstance(step, dict) else None
+                info = db.get('info_path') if isinstance(db, dict) else None
+                if not info or osp.isfile(info):
+                    continue
+                path = osp.join(db.get('data_root') or '', info)
+                if not osp.isfile(path):
+                    from .preflight import create_data_hint
+                    raise UserInputError(
+                        f'GT database not found: {path} ({loader} ObjectSample '
+                        'db_sampler.info_path). create_data.py writes it with '
+                        'the info files (add --overwrite where they exist): '
+                        f'{create_data_hint(db.get("data_root") or root)}')
 
 
 def apply_amp(cfg: Config) -> None:
