@@ -11,12 +11,14 @@
 # script that calls this one:
 #   #SBATCH --signal=TERM@120   # SIGTERM to all tasks 120 s before the limit
 #   #SBATCH --requeue           # preempted / failed-node jobs are queued again
-#   bash tools/slurm_train.sh PARTITION JOB CONFIG WORK_DIR --resume
+#   W=work_dirs/x
+#   bash tools/slurm_train.sh PARTITION JOB CONFIG $W \
+#     $([ -f $W/last_checkpoint ] && echo --resume)
 # Not --signal=B:TERM@120: "B:" signals only the batch shell, not the tasks.
-# --resume without a value continues WORK_DIR/last_checkpoint, or starts from
-# scratch when there is none, so the first start and every requeue run the
-# same line. A job stopped at its time limit is not requeued by Slurm: submit
-# it again (or `scontrol requeue <jobid>`) and it continues.
+# --resume continues WORK_DIR/last_checkpoint and refuses a work dir with
+# nothing to resume, hence the test: the first start and every requeue run
+# the same line. A job stopped at its time limit is not requeued by Slurm:
+# submit it again (or `scontrol requeue <jobid>`) and it continues.
 set -euo pipefail
 if [[ $# -lt 3 ]]; then
   echo "usage: bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG [WORK_DIR] [tools/train.py args...]" >&2

@@ -22,8 +22,11 @@ param_scheduler = [
     dict(type='CosineAnnealingMomentum', T_max=12, eta_min=1, begin=8,
          end=20, by_epoch=True, convert_to_iter_based=True)
 ]
+# Resumable: --resume from a preemption checkpoint (tools/train.py on SIGTERM)
+# continues inside the interrupted epoch instead of restarting it.
 train_cfg = dict(
-    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=5)
+    type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs,
+    val_interval=5)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 auto_scale_lr = dict(enable=False, base_batch_size=32)
