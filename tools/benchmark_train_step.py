@@ -169,7 +169,10 @@ def time_voxelisers(cfg, points: List[torch.Tensor], device: str,
     dp = cfg.model.data_preprocessor
     if not dp.get('voxel') or dp.get('voxel_type', 'hard') != 'hard':
         return None
-    from fuller.models.ops import TorchHardVoxelization
+    try:
+        from fuller.models.ops import TorchHardVoxelization
+    except ImportError:  # a plugin version without it (before/after runs)
+        return None
     layer_cfg = dict(dp.voxel_layer)
     points = [p.to(device) for p in points]
     ours = TorchHardVoxelization(**layer_cfg).to(device).train()

@@ -1,22 +1,19 @@
 """tools/benchmark_train_step.py on the CPU config and the session's tiny
 synthetic nuScenes set: one timed step per variant, every reported field."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from fuller.testing.tools import load_tool
+
 REPO = Path(__file__).resolve().parents[2]
 CPU_CONFIG = 'configs/fuller/fuller_cpu_fuller.py'
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_train_step', REPO / 'tools' / 'benchmark_train_step.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('benchmark_train_step')
 
 
 def test_benchmark_reports_every_field(synthetic_nuscenes, tmp_path,
