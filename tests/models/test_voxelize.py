@@ -109,9 +109,9 @@ def test_synthetic_clouds_both_caps(device, training, seed):
                point_cloud_range=[-2.0, -2.0, -1.0, 2.0, 2.0, 1.0],
                max_num_points=5, max_voxels=(50, 1000))
     ours, ref = _pair_of_layers(training, **cfg)
-    pts = _cloud(6000, seed)
+    pts = _cloud(40000, seed)  # ~15% in range: ~23 points per voxel
     voxels, coors, num = _assert_same(ours, ref, pts, device)
-    assert (num == 5).all()  # ~47 points per voxel on average
+    assert (num == 5).all()
     assert len(coors) == (50 if training else 8 * 8 * 4)
 
 
