@@ -23,7 +23,7 @@ exactly ``max`` is dropped when the range is a whole number of voxels, and
 NaN coordinates are dropped.
 """
 import math
-from typing import List, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -44,7 +44,9 @@ def _grid_shape(point_cloud_range: Sequence[float],
 
 def hard_voxelize(points: Tensor, voxel_size: Tensor, range_min: Tensor,
                   grid_shape: Sequence[int], max_num_points: int,
-                  max_voxels: int) -> Tuple[Tensor, Tensor, Tensor]:
+                  max_voxels: int,
+                  grid_upper: Optional[Tensor] = None
+                  ) -> Tuple[Tensor, Tensor, Tensor]:
     """Hard-voxelise one point cloud.
 
     Args:
@@ -55,6 +57,8 @@ def hard_voxelize(points: Tensor, voxel_size: Tensor, range_min: Tensor,
         max_num_points: the most points kept per voxel (the first ones).
         max_voxels: the most voxels kept (those whose first point comes
             first).
+        grid_upper: (3,) float32 ``grid_shape`` on ``points``' device
+            (made here when not given: a host-to-device copy on a GPU).
 
     Returns:
         voxels: (M, max_num_points, C) points of each voxel, zero padded.
@@ -77,9 +81,11 @@ def hard_voxelize(points: Tensor, voxel_size: Tensor, range_min: Tensor,
     # tensors, not Python scalars: CUDA divides by a scalar through its
     # reciprocal, which can land a point on the other side of a boundary
     idx = torch.floor((xyz - range_min) / voxel_size)
-    upper = torch.tensor([gx, gy, gz], dtype=idx.dtype, device=device)
-    inside = ((idx >= 0) & (idx < upper)).all(dim=1)  # NaN fails both
-    idx = torch.where(inside[:, None], idx, torch.zeros_like(idx)).long()
+    if grid_upper is None:
+        grid_upper = torch.tensor([gx, gy, gz], dtype=torch.float32,
+                                  device=device)
+    inside = ((idx >= 0) & (idx < grid_upper)).all(dim=1)  # NaN fails both
+    idx = idx.long()  # garbage where outside: those keys are replaced
     trash_key = gx * gy * gz
     keys = (idx[:, 2] * gy + idx[:, 1]) * gx + idx[:, 0]
     keys = torch.where(inside, keys, torch.full_like(keys, trash_key))
@@ -93,26 +99,28 @@ def hard_voxelize(points: Tensor, voxel_size: Tensor, range_min: Tensor,
     num_voxels = min(num_groups - 1, max_voxels)
     starts = torch.cumsum(counts, 0) - counts
     # stable sort: a group's head is its voxel's first point in input order
-    first_point = perm[starts]
+    first_point = perm.index_select(0, starts)
     first_point[-1] = n + 1  # the trash group sorts after every voxel
     order = torch.argsort(first_point)
     voxel_rank = torch.empty_like(order)
     voxel_rank[order] = torch.arange(num_groups, device=device)
-    new_group = torch.ones_like(sorted_keys, dtype=torch.bool)
-    new_group[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    group_of = torch.cumsum(new_group, 0) - 1  # group of each sorted point
-    place = torch.arange(n + 1, device=device) - starts[group_of]
-    rank = voxel_rank[group_of]
+    # group of each sorted point (output_size given: no sync on a GPU)
+    group_of = torch.repeat_interleave(
+        torch.arange(num_groups, device=device), counts, output_size=n + 1)
+    # (index_select: faster than advanced indexing on the CPU)
+    place = torch.arange(n + 1, device=device) - \
+        starts.index_select(0, group_of)
+    rank = voxel_rank.index_select(0, group_of)
     keep = (rank < num_voxels) & (place < max_num_points)
     slot = torch.where(keep, rank * max_num_points + place,
                        torch.full_like(rank, num_voxels * max_num_points))
     buf = points.new_zeros((num_voxels * max_num_points + 1, c))
     # the extra sorted entry (index n) goes to the trash row like any other
-    buf[slot] = points[perm.clamp(max=n - 1)]
+    buf.index_copy_(0, slot, points.index_select(0, perm.clamp(max=n - 1)))
     voxels = buf[:-1].view(num_voxels, max_num_points, c)
     kept = order[:num_voxels]
-    num_points = counts[kept].clamp(max=max_num_points).int()
-    key = group_keys[kept]
+    num_points = counts.index_select(0, kept).clamp(max=max_num_points).int()
+    key = group_keys.index_select(0, kept)
     coors = torch.stack(
         [key // (gx * gy), (key // gx) % gy, key % gx], dim=1).int()
     return voxels, coors, num_points
@@ -167,16 +175,20 @@ class TorchHardVoxelization(nn.Module):
         self.register_buffer(
             '_min', torch.tensor(point_cloud_range[:3], dtype=torch.float32),
             persistent=False)
+        self.register_buffer(
+            '_upper', torch.tensor(self.grid_shape, dtype=torch.float32),
+            persistent=False)
 
     def forward(self, points: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """(N, C) points -> voxels (M, max_num_points, C), coors (M, 3)
         int32 ``(z, y, x)``, num_points (M,) int32."""
         max_voxels = self.max_voxels[0 if self.training else 1]
-        size, low = self._size, self._min
-        if size.device != points.device:
-            size, low = size.to(points.device), low.to(points.device)
+        size, low, upper = self._size, self._min, self._upper
+        if size.device != points.device:  # a layer not moved with the model
+            size, low, upper = (t.to(points.device)
+                                for t in (size, low, upper))
         return hard_voxelize(points, size, low, self.grid_shape,
-                             self.max_num_points, max_voxels)
+                             self.max_num_points, max_voxels, upper)
 
     def extra_repr(self) -> str:
         return (f'voxel_size={self.voxel_size}, grid_shape={self.grid_shape}'
