@@ -3,26 +3,35 @@ naive multi-task training.
 
     python tools/benchmark_train_step.py CONFIG [--device cuda|cpu] [--amp]
         [--batch N] [--steps K] [--data-root DIR] [--reduced]
-        [--threads N] [--json FILE]
+        [--threads N] [--json FILE] [--vs KEY=VALUE ...]
 
 The batch is built once by the config's own training pipeline (its loading
 time is reported separately) and every step trains on it, so the figures are
 the model's and the optimizer's alone. Two variants run in one process from
 the same initial weights: the config's calibration and naive (inter ``Sum``,
-intra ``Identity``); their time and memory ratios are printed. Per variant:
+intra ``Identity``), and with ``--vs`` a third: the config with some
+overrides (before/after comparisons such as
+``--vs model.data_preprocessor.voxelizer=mmcv``). Their steps are timed
+round-robin, so a shared machine slows them alike, and the ratios of the
+first to the others are printed. Per variant:
 
 * ``train_step``: wall seconds per step (device synchronised around each),
-  median over ``--steps`` after one warm-up step;
+  median over ``--steps`` after one warm-up step, and the process CPU time
+  of a step (steadier on a loaded machine; with ``--threads 1`` it is the
+  work done);
 * forward seconds per module (forward hooks that synchronise the device,
   one extra step) and the heads' ``loss`` (forward + targets + matching);
 * host syncs per step (one extra step under ``torch.profiler``): on CUDA the
   ``cudaMemcpy*``/``cuda*Synchronize`` runtime calls; on every device the
   ops that read a tensor's value or size back to the host
   (``aten::_local_scalar_dense`` = ``.item()``/``int()``/``bool()``,
-  ``nonzero``, ``unique``, ...), which block the host on a GPU;
-* peak memory: the CUDA allocator's peak, or on CPU the process's peak
-  resident set so far (the CPU allocator keeps no statistics; it grows
-  monotonically over the run, so compare memory on CUDA).
+  ``nonzero``, ``unique``, ...). On a GPU those on device tensors block the
+  host; on a CPU all value reads are counted (host-side bookkeeping such as
+  target drawing and the CPU optimizer's step counters included);
+* peak memory: on CUDA the variant's own peak (what it keeps between steps
+  plus the step's peak), or on CPU the process's peak resident set so far
+  (the CPU allocator keeps no statistics; it grows monotonically over the
+  run, so compare memory on CUDA).
 
 The voxeliser is timed on the batch's point clouds: the plugin's torch one
 against mmcv's compiled one (same settings, train mode), with a check that
@@ -48,6 +57,7 @@ from contextlib import contextmanager
 from typing import Callable, Dict, List, Optional
 
 import torch
+from mmengine.config import DictAction
 
 #: model parts timed by forward hooks, in data-flow order
 PARTS = ('data_preprocessor', 'img_backbone', 'img_neck', 'view_transform',
@@ -74,7 +84,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         description='Time train_step of a config on a fixed batch: config '
         'calibration vs naive, per-module forward times, voxeliser, host '
         'syncs, peak memory.')
-    parser.add_argument('config', help='e.g. configs/fuller/fuller_cpu_fuller.py')
+    parser.add_argument('config',
+                        help='e.g. configs/fuller/fuller_cpu_fuller.py')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default=None,
                         help='default: cuda when available, else cpu')
     parser.add_argument('--amp', action='store_true',
@@ -91,6 +102,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='torch CPU threads (0: torch default)')
     parser.add_argument('--json', metavar='FILE',
                         help='also write the figures to FILE')
+    parser.add_argument('--vs', nargs='+', action=DictAction,
+                        metavar='KEY=VALUE', help='a third variant: the '
+                        'config with these overrides (e.g. data_preprocessor'
+                        " settings as model.data_preprocessor.voxelizer=mmcv)")
     args = parser.parse_args(argv)
     for name in ('batch', 'steps'):
         if getattr(args, name) < 1:
@@ -135,6 +150,8 @@ def load_benchmark_config(args: argparse.Namespace):
         if not cfg.model.get('view_transform'):
             raise BenchmarkError('--reduced needs a model with a camera '
                                  'branch (the paper model)')
+        cfg.paper_data_preprocessor = copy.deepcopy(
+            cfg.model.data_preprocessor)
         cfg.model = paper_model_reduced(cfg.model)
         ds = cfg.train_dataloader.dataset
         while 'pipeline' not in ds and 'dataset' in ds:
@@ -162,11 +179,11 @@ def sync(device: str) -> None:
 
 
 # ------------------------------------------------------------ voxeliser
-def time_voxelisers(cfg, points: List[torch.Tensor], device: str,
+def time_voxelisers(dp, points: List[torch.Tensor], device: str,
                     reps: int = 5) -> Optional[dict]:
-    """Seconds per batch of the torch and the mmcv voxeliser (best of a few
-    runs, train mode) and whether their outputs are identical."""
-    dp = cfg.model.data_preprocessor
+    """Seconds per batch of the torch and the mmcv voxeliser with the data
+    preprocessor config ``dp``'s voxel layer (best of a few runs, train
+    mode) and whether their outputs are identical."""
     if not dp.get('voxel') or dp.get('voxel_type', 'hard') != 'hard':
         return None
     try:
@@ -176,7 +193,8 @@ def time_voxelisers(cfg, points: List[torch.Tensor], device: str,
     layer_cfg = dict(dp.voxel_layer)
     points = [p.to(device) for p in points]
     ours = TorchHardVoxelization(**layer_cfg).to(device).train()
-    out = dict(points=[len(p) for p in points])
+    out = dict(points=[len(p) for p in points],
+               voxel_size=list(layer_cfg['voxel_size']))
 
     def best(layer, n):
         times, result = [], None
@@ -273,41 +291,79 @@ def count_syncs(step: Callable[[], None], device: str) -> Dict[str, int]:
     return out
 
 
-def peak_memory_mib(device: str) -> float:
-    if device == 'cuda':
-        return torch.cuda.max_memory_allocated() / 2**20
-    # ru_maxrss is in KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _allocated_mib(device: str) -> float:
+    return torch.cuda.memory_allocated() / 2**20 if device == 'cuda' else 0.0
 
 
-def run_variant(model, init_state, wrapper_cfg, data, device: str,
-                steps: int) -> dict:
-    """Warm-up, timed steps, a step with module timers, a profiled step."""
-    from mmengine.optim import build_optim_wrapper
-    model.load_state_dict(init_state)
-    model.train()
-    wrapper = build_optim_wrapper(model, copy.deepcopy(wrapper_cfg))
+class Variant:
+    """One model + optimizer wrapper, stepped on the fixed batch."""
 
-    def step():
-        model.train_step(data, wrapper)
+    def __init__(self, name: str, model_cfg, wrapper_cfg, data,
+                 device: str) -> None:
+        from mmengine.optim import build_optim_wrapper
+        from mmengine.runner import set_random_seed
 
-    step()  # warm-up (allocator, cuDNN autotuning, lazy inits)
-    if device == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-    times = []
+        from fuller.registry import MODELS
+        self.name, self.data, self.device = name, data, device
+        before = _allocated_mib(device)
+        set_random_seed(0)  # the same initial weights for every variant
+        self.model = MODELS.build(copy.deepcopy(model_cfg)).to(device)
+        self.model.train()
+        self.wrapper = build_optim_wrapper(self.model,
+                                           copy.deepcopy(wrapper_cfg))
+        self.step()  # warm-up (allocator, cuDNN autotuning, optimizer state)
+        sync(device)
+        # what this variant keeps between steps (weights, optimizer state)
+        self.resident_mib = _allocated_mib(device) - before
+        self.times: List[float] = []
+        self.cpu_times: List[float] = []  # process CPU time, all threads
+        self.step_peak_mib = 0.0
+
+    def step(self) -> None:
+        self.model.train_step(self.data, self.wrapper)
+
+    def timed_step(self) -> None:
+        if self.device == 'cuda':
+            torch.cuda.reset_peak_memory_stats()
+        start_mib = _allocated_mib(self.device)
+        sync(self.device)
+        t0, c0 = time.perf_counter(), time.process_time()
+        self.step()
+        sync(self.device)
+        self.times.append(time.perf_counter() - t0)
+        self.cpu_times.append(time.process_time() - c0)
+        if self.device == 'cuda':
+            self.step_peak_mib = max(
+                self.step_peak_mib,
+                torch.cuda.max_memory_allocated() / 2**20 - start_mib)
+
+    def peak_mib(self) -> float:
+        """CUDA: this variant's own peak (resident + step peak), as if it
+        ran alone; CPU: the process's peak resident set so far (KiB on
+        Linux)."""
+        if self.device == 'cuda':
+            return self.resident_mib + self.step_peak_mib
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def results(self) -> dict:
+        modules: Dict[str, float] = {}
+        with module_timers(self.model, self.device, modules):
+            self.step()
+        syncs = count_syncs(self.step, self.device)
+        return dict(step_s=statistics.median(self.times),
+                    step_all_s=self.times,
+                    step_cpu_s=statistics.median(self.cpu_times),
+                    peak_mib=self.peak_mib(),
+                    modules=modules, syncs=syncs)
+
+
+def run_variants(variants: List[Variant], steps: int) -> Dict[str, dict]:
+    """Timed steps round-robin (a shared machine slows all alike), then
+    one step with module timers and one profiled step per variant."""
     for _ in range(steps):
-        sync(device)
-        t0 = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    peak = peak_memory_mib(device)
-    modules: Dict[str, float] = {}
-    with module_timers(model, device, modules):
-        step()
-    syncs = count_syncs(step, device)
-    return dict(step_s=statistics.median(times), step_all_s=times,
-                peak_mib=peak, modules=modules, syncs=syncs)
+        for v in variants:
+            v.timed_step()
+    return {v.name: v.results() for v in variants}
 
 
 def calibration_name(calib: dict) -> str:
@@ -322,29 +378,49 @@ def benchmark(args: argparse.Namespace) -> dict:
     from mmdet3d.utils import register_all_modules
     from mmengine.runner import set_random_seed
 
-    from fuller.registry import MODELS
     register_all_modules(init_default_scope=True)
     cfg = load_benchmark_config(args)
     set_random_seed(0)
     data, load_s = build_batch(cfg, args.batch)
-    voxel = time_voxelisers(cfg, data['inputs'].get('points', []),
-                            args.device)
-    set_random_seed(0)
-    model = MODELS.build(cfg.model).to(args.device)
-    init_state = copy.deepcopy(model.state_dict())
-    base = cfg.optim_wrapper.to_dict() if hasattr(
-        cfg.optim_wrapper, 'to_dict') else dict(cfg.optim_wrapper)
-    variants = {}
+    points = data['inputs'].get('points', [])
+    voxel = [time_voxelisers(cfg.model.data_preprocessor, points,
+                             args.device)]
+    if args.reduced:  # also at the paper's own voxel size
+        voxel.append(time_voxelisers(cfg.paper_data_preprocessor, points,
+                                     args.device))
+    base = cfg.optim_wrapper.to_dict()
     calib = dict(base['calibration'])
     naive = dict(base, calibration=dict(calib, **NAIVE))
-    for name, wcfg in ((f'config ({calibration_name(calib)})', base),
-                       ('naive (Sum+Identity)', naive)):
-        variants[name] = run_variant(model, init_state, wcfg, data,
-                                     args.device, args.steps)
+    specs = [(f'config ({calibration_name(calib)})', cfg.model, base),
+             ('naive (Sum+Identity)', cfg.model, naive)]
+    if args.vs:
+        other = copy.deepcopy(cfg)
+        try:
+            other.merge_from_dict(args.vs)
+        except (KeyError, TypeError, ValueError) as err:
+            raise BenchmarkError(f'--vs {args.vs}: {err}') from err
+        specs.append(('vs (overrides)', other.model,
+                      other.optim_wrapper.to_dict()))
+    variants = run_variants(
+        [Variant(name, m, w, data, args.device) for name, m, w in specs],
+        args.steps)
     return dict(config=args.config, device=args.device, amp=args.amp,
+                vs=' '.join(f'{k}={v}' for k, v in (args.vs or {}).items()),
                 batch=args.batch, steps=args.steps, reduced=args.reduced,
                 threads=torch.get_num_threads(), load_s_per_sample=load_s,
                 voxeliser=voxel, variants=variants)
+
+
+def voxeliser_line(vox: Optional[dict]) -> str:
+    if vox is None:
+        return 'voxeliser: n/a (no hard voxelisation in this config)'
+    head = (f"voxeliser {vox['voxel_size']} (batch, train mode, points "
+            f"{vox['points']}): torch {vox['torch_s'] * 1e3:.2f} ms, ")
+    if vox.get('mmcv_s') is None:
+        return head + f"mmcv n/a ({vox['mmcv_error']})"
+    return head + (f"mmcv {vox['mmcv_s'] * 1e3:.2f} ms, speed-up "
+                   f"{vox['speedup']:.1f}x, identical output: "
+                   f"{'yes' if vox['identical'] else 'NO'}")
 
 
 def report(res: dict) -> str:
@@ -356,49 +432,46 @@ def report(res: dict) -> str:
         f"{res['threads']} CPU threads",
         f"data loading (config pipeline): {res['load_s_per_sample']:.3f} "
         f"s/sample"]
-    vox = res['voxeliser']
-    if vox is None:
-        lines.append('voxeliser: n/a (no hard voxelisation in this config)')
-    elif vox.get('mmcv_s') is None:
-        lines.append(f"voxeliser (batch, train mode): torch "
-                     f"{vox['torch_s'] * 1e3:.2f} ms, mmcv n/a "
-                     f"({vox['mmcv_error']})")
-    else:
-        lines.append(
-            f"voxeliser (batch, train mode, points {vox['points']}): torch "
-            f"{vox['torch_s'] * 1e3:.2f} ms, mmcv {vox['mmcv_s'] * 1e3:.2f}"
-            f" ms, speed-up {vox['speedup']:.1f}x, identical output: "
-            f"{'yes' if vox['identical'] else 'NO'}")
+    for vox in res['voxeliser']:
+        lines.append(voxeliser_line(vox))
+    if res['vs']:
+        lines.append(f"vs (overrides): {res['vs']}")
     names = list(res['variants'])
-    a, b = (res['variants'][n] for n in names)
-    w = max(28, *(len(n) + 2 for n in names))
-    lines.append(f"{'':26s}{names[0]:>{w}s}{names[1]:>{w}s}{'ratio':>8s}")
+    vs = [res['variants'][n] for n in names]
+    w = max(24, *(len(n) + 2 for n in names))
+    ratio_names = [f'ratio 1/{i + 1}' for i in range(1, len(names))]
+    lines.append(f"{'':26s}" + ''.join(f'{n:>{w}s}' for n in names) +
+                 ''.join(f'{r:>12s}' for r in ratio_names))
 
-    def row(label, x, y, fmt):
-        ratio = f'{x / y:8.3f}' if y else f"{'-':>8s}"
-        lines.append(f'{label:26s}{format(x, fmt):>{w}s}'
-                     f'{format(y, fmt):>{w}s}{ratio}')
+    def row(label, values, fmt):
+        cells = ''.join(f'{format(x, fmt):>{w}s}' for x in values)
+        ratios = ''.join(f'{values[0] / y:12.3f}' if y else f"{'-':>12s}"
+                         for y in values[1:])
+        lines.append(f'{label:26s}{cells}{ratios}')
 
-    row('train_step s (median)', a['step_s'], b['step_s'], '.4f')
+    row('train_step s (median)', [v['step_s'] for v in vs], '.4f')
+    # steadier than wall time on a shared machine (with --threads 1)
+    row('  process CPU s (median)', [v['step_cpu_s'] for v in vs], '.4f')
     mem = 'peak memory MiB' if res['device'] == 'cuda' else \
         'peak RSS MiB (process)'
-    row(mem, a['peak_mib'], b['peak_mib'], '.0f')
-    sync_label = ('host syncs/step (cuda)' if res['device'] == 'cuda'
-                  else 'host syncs/step (ops)')
-    key = 'cuda_calls_total' if res['device'] == 'cuda' else 'ops_total'
-    row(sync_label, a['syncs'][key], b['syncs'][key], 'd')
+    row(mem, [v['peak_mib'] for v in vs], '.0f')
     if res['device'] == 'cuda':
-        row('  sync ops/step', a['syncs']['ops_total'],
-            b['syncs']['ops_total'], 'd')
-    for op in sorted(set(a['syncs']) | set(b['syncs'])):
+        row('host syncs/step (cuda)',
+            [v['syncs']['cuda_calls_total'] for v in vs], 'd')
+    # on a CPU every read of a tensor value counts: only those of device
+    # tensors would block the host on a GPU
+    row('value reads/step (ops)', [v['syncs']['ops_total'] for v in vs],
+        'd')
+    ops = sorted(set().union(*(v['syncs'] for v in vs)))
+    for op in ops:
         if op in SYNC_OPS or op in CUDA_SYNC_CALLS:
-            row(f'  {op.replace("aten::", "")}', a['syncs'].get(op, 0),
-                b['syncs'].get(op, 0), 'd')
+            row(f'  {op.replace("aten::", "")}',
+                [v['syncs'].get(op, 0) for v in vs], 'd')
     lines.append('forward s per module (synchronised hooks):')
     for part in list(PARTS) + [p + '.loss' for p in PARTS]:
-        if part in a['modules'] or part in b['modules']:
-            row(f'  {part}', a['modules'].get(part, 0.0),
-                b['modules'].get(part, 0.0), '.4f')
+        if any(part in v['modules'] for v in vs):
+            row(f'  {part}', [v['modules'].get(part, 0.0) for v in vs],
+                '.4f')
     return '\n'.join(lines)
 
 

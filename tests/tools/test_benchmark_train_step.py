@@ -31,9 +31,9 @@ def test_benchmark_reports_every_field(synthetic_nuscenes, tmp_path,
     assert code == 0
     for field in ('data loading (config pipeline)', 'voxeliser',
                   'identical output: yes', 'train_step s (median)',
-                  'peak RSS MiB', 'host syncs/step', 'forward s per module',
+                  'peak RSS MiB', 'value reads/step', 'forward s per module',
                   'config (IMTLG+EqualNorm)', 'naive (Sum+Identity)',
-                  'ratio', 'img_backbone', 'bbox_head.loss', 'seg_head'):
+                  'ratio 1/2', 'img_backbone', 'bbox_head.loss', 'seg_head'):
         assert field in text, (field, text)
     res = json.loads(out.read_text())
     a, b = res['variants'].values()
@@ -44,7 +44,7 @@ def test_benchmark_reports_every_field(synthetic_nuscenes, tmp_path,
         assert v['syncs']['ops_total'] >= 1
         assert set(v['modules']) >= {'data_preprocessor', 'view_transform',
                                      'pts_backbone', 'bbox_head.loss'}
-    vox = res['voxeliser']
+    vox, = res['voxeliser']
     assert vox['identical'] and vox['torch_s'] > 0 and vox['mmcv_s'] > 0
 
 
