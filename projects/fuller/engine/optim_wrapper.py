@@ -34,7 +34,8 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from torch import Tensor, nn
 
-from ..calibration import ModalityJunction, TaskJunction, build_optional
+from ..calibration import (ModalityJunction, TaskJunction, build_optional,
+                           normalize_calibrator_cfg)
 from ..registry import OPTIM_WRAPPERS
 
 #: Levels of calibration and the junction class each one needs.
@@ -115,14 +116,16 @@ class FullerOptimWrapper(OptimWrapper):
         self._armed = False  # junctions armed since the last backward
 
     # ---------------------------------------------------------------- config
-    def set_calibrator(self, level: str, cfg: Optional[dict]) -> None:
-        """Switch a level (``'inter'`` or ``'intra'``) to a calibrator config,
-        or off with ``None``; takes effect at the next step."""
+    def set_calibrator(self, level: str, cfg: Union[None, str, dict]) -> None:
+        """Switch a level (``'inter'`` or ``'intra'``) to a calibrator config
+        (a bare name is short for ``dict(type=NAME)``), or off with ``None``;
+        takes effect at the next step."""
         if level not in LEVELS:
             raise KeyError(f'calibration level must be one of {list(LEVELS)}'
                            f', got {level!r}')
+        cfg = normalize_calibrator_cfg(cfg, level)
         self.calibration_cfg[level] = cfg
-        self.calibrators[level] = build_optional(cfg)
+        self.calibrators[level] = build_optional(cfg, level)
 
     @property
     def calibrating(self) -> bool:

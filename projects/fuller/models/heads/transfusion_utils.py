@@ -87,19 +87,50 @@ class TransFusionBBoxCoder:
 
 @TASK_UTILS.register_module()
 class BEVCenterL1Cost:
-    """L1 distance between predicted and GT box centres in feature cells.
+    """L1 distance between predicted and GT BEV box centres, with the centres
+    normalised by the point-cloud range (as upstream BEVFusion/TransFusion's
+    ``BBoxBEVL1Cost`` in mmdetection3d ``projects/BEVFusion/bevfusion/
+    utils.py`` and mit-han-lab/bevfusion ``mmdet3d/core/bbox/match_costs``):
 
-    Reads ``pred_instances.centers`` (P, 2) and ``gt_instances.centers``
-    (M, 2); returns a (P, M) cost.
+    ``cost[p, m] = weight * sum_{a in x, y} |p_a - g_a| / (max_a - min_a)``
+
+    with ``p``, ``g`` the box centres in metres (LiDAR frame) and
+    ``[min_x, min_y, _, max_x, max_y, _]`` the point-cloud range. A centre
+    offset across the whole range costs ``weight`` per axis, so the centre
+    term is on the scale of the classification and IoU costs (measuring the
+    offset in feature cells instead would weigh it ~180x more on nuScenes).
+
+    Reads ``pred_instances.bboxes_3d`` (P boxes) and
+    ``gt_instances.bboxes_3d`` (M boxes) (``LiDARInstance3DBoxes``, x, y
+    in metres); returns a (P, M) cost.
+
+    Args:
+        weight: cost weight (0.25 upstream).
+        point_cloud_range: ``[xmin, ymin, zmin, xmax, ymax, zmax]``; when
+            None it is read from ``img_meta['point_cloud_range']`` (the
+            TransFusion head passes its box coder's range there).
     """
 
-    def __init__(self, weight: float = 1.0) -> None:
+    def __init__(self, weight: float = 1.0,
+                 point_cloud_range: Optional[Sequence[float]] = None) -> None:
         self.weight = weight
+        self.point_cloud_range = (None if point_cloud_range is None else
+                                  list(point_cloud_range))
 
     def __call__(self, pred_instances: InstanceData,
                  gt_instances: InstanceData, img_meta: Dict = None,
                  **kwargs) -> Tensor:
-        return torch.cdist(pred_instances.centers, gt_instances.centers,
+        pcr = self.point_cloud_range or (img_meta or {}).get(
+            'point_cloud_range')
+        if pcr is None or len(pcr) != 6:
+            raise ValueError('BEVCenterL1Cost needs point_cloud_range '
+                             '[xmin, ymin, zmin, xmax, ymax, zmax]: pass it '
+                             'in the cost config or through img_meta')
+        pred = pred_instances.bboxes_3d.tensor[:, :2]
+        gt = gt_instances.bboxes_3d.tensor[:, :2].to(pred)
+        start = pred.new_tensor(pcr[:2])
+        extent = pred.new_tensor(pcr[3:5]) - start
+        return torch.cdist((pred - start) / extent, (gt - start) / extent,
                            p=1) * self.weight
 
 
