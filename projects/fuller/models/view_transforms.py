@@ -76,6 +76,14 @@ class LSSTransform(BaseModule):
         self.grid_shape = (bins_from_bound(zbound), bins_from_bound(xbound),
                            bins_from_bound(ybound))  # (Z, X, Y)
         self.register_buffer('frustum', self._make_frustum(), persistent=False)
+        # grid corner and cell size (float64: cast to the geometry's dtype
+        # as new_tensor would round them)
+        self.register_buffer(
+            'bev_lower', torch.tensor([xbound[0], ybound[0], zbound[0]],
+                                      dtype=torch.float64), persistent=False)
+        self.register_buffer(
+            'bev_step', torch.tensor([xbound[2], ybound[2], zbound[2]],
+                                     dtype=torch.float64), persistent=False)
         self.num_depth = self.frustum.shape[0]
         self.depthnet = nn.Conv2d(in_channels, self.num_depth + out_channels,
                                   1)
@@ -149,10 +157,8 @@ class LSSTransform(BaseModule):
         points and the mask of those inside the grid."""
         b = geom.shape[0]
         pts = geom.reshape(b, -1, 3)
-        lower = pts.new_tensor([self.xbound[0], self.ybound[0],
-                                self.zbound[0]])
-        step = pts.new_tensor([self.xbound[2], self.ybound[2],
-                               self.zbound[2]])
+        # buffers, not new_tensor: a host-to-device copy syncs on a GPU
+        lower, step = self.bev_lower.to(pts), self.bev_step.to(pts)
         idx = ((pts - lower) / step).floor().long()
         batch = torch.arange(b, device=geom.device).view(b, 1, 1).expand(
             -1, pts.shape[1], 1)
