@@ -20,7 +20,8 @@ first to the others are printed. Per variant:
   of a step (steadier on a loaded machine; with ``--threads 1`` it is the
   work done);
 * forward seconds per module (forward hooks that synchronise the device,
-  one extra step) and the heads' ``loss`` (forward + targets + matching);
+  one extra step; on a CPU the profiled one) and the heads' ``loss``
+  (forward + targets + matching);
 * host syncs per step (one extra step under ``torch.profiler``): on CUDA the
   ``cudaMemcpy*``/``cuda*Synchronize`` runtime calls; on every device the
   ops that read a tensor's value or size back to the host
@@ -347,9 +348,15 @@ class Variant:
 
     def results(self) -> dict:
         modules: Dict[str, float] = {}
-        with module_timers(self.model, self.device, modules):
-            self.step()
-        syncs = count_syncs(self.step, self.device)
+        if self.device == 'cpu':
+            # one step for both: on a CPU the timers' syncs are no-ops and
+            # add no ops to the count (the profiler adds a little time)
+            with module_timers(self.model, self.device, modules):
+                syncs = count_syncs(self.step, self.device)
+        else:  # the timers' cudaDeviceSynchronize would count as syncs
+            with module_timers(self.model, self.device, modules):
+                self.step()
+            syncs = count_syncs(self.step, self.device)
         return dict(step_s=statistics.median(self.times),
                     step_all_s=self.times,
                     step_cpu_s=statistics.median(self.cpu_times),
