@@ -3,12 +3,15 @@
 (A module of its own, not conftest.py: several test folders have a
 conftest.py, and ``from conftest import ...`` would be ambiguous.)
 """
+import os
 import os.path as osp
 
 from mmengine.config import Config
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-DEMO = osp.abspath(osp.join(REPO, '..', 'shared', 'data', 'nuscenes-demo'))
+# the real nuScenes sample; FULLER_NUSCENES_DEMO as in tests/conftest.py
+DEMO = os.environ.get('FULLER_NUSCENES_DEMO') or osp.abspath(
+    osp.join(REPO, '..', 'shared', 'data', 'nuscenes-demo'))
 
 
 def load_cfg(rel_path: str) -> Config:

@@ -10,6 +10,7 @@ from mmengine.optim import build_optim_wrapper
 
 from model_test_utils import REPO, build_model, load_cfg
 from fuller.models.synthetic import synthetic_batch
+from fuller.testing import paper_model_reduced
 
 EXPERIMENTS = sorted(
     osp.relpath(p, REPO)
@@ -86,23 +87,8 @@ def test_light_heads_save_40_percent(setting):
 def _paper_cfg_reduced():
     """The paper model at a 64x176 input; the sparse-conv LiDAR encoder
     (CUDA only) swapped for pillars on the same 0.6 m decoder grid."""
-    cfg = load_cfg('configs/_base_/models/bevfusion_nus.py').model
-    cfg.img_backbone.init_cfg = None
-    cfg.view_transform.image_size = [64, 176]
-    cfg.view_transform.feature_size = [8, 22]
-    pcr = [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0]
-    cfg.data_preprocessor.voxel_layer = dict(
-        max_num_points=20, point_cloud_range=pcr, voxel_size=[0.6, 0.6, 8.0],
-        max_voxels=(30000, 30000))
-    cfg.pts_voxel_encoder = dict(
-        type='PillarFeatureNet', in_channels=5, feat_channels=[64],
-        with_distance=False, voxel_size=[0.6, 0.6, 8.0],
-        point_cloud_range=pcr, legacy=False)
-    cfg.pts_middle_encoder = dict(
-        type='BEVPointPillarsScatter', in_channels=64,
-        output_shape=[180, 180])
-    cfg.fusion_layer.in_channels = [80, 64]
-    return cfg
+    return paper_model_reduced(
+        load_cfg('configs/_base_/models/bevfusion_nus.py').model)
 
 
 def test_paper_setting_forward_on_cpu_reduced_input():

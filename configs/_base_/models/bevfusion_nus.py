@@ -19,6 +19,10 @@ model = dict(
         bgr_to_rgb=False,
         voxel=True,
         voxel_type='hard',
+        # 'torch': pure-torch hard voxeliser, same output as mmcv's kernel
+        # (checked tensor for tensor) without its serial CUDA kernel or its
+        # dense-grid clear on CPU; 'mmcv': mmcv's compiled Voxelization
+        voxelizer='torch',
         voxel_layer=dict(
             max_num_points=10,
             point_cloud_range=model_point_cloud_range,

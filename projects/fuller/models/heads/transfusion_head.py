@@ -14,6 +14,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ...registry import MODELS
+from ..utils import to_device_async
 
 #: regression outputs of the query heads, in code order (see the coder).
 REG_HEADS = (('center', 2), ('height', 1), ('dim', 3), ('rot', 2), ('vel', 2))
@@ -268,16 +269,26 @@ class TransFusionHead(BaseModule):
     # ----------------------------------------------------------------- targets
     def _heatmap_target(self, gt: InstanceData, shape: Tuple[int, int],
                         ref: Tensor) -> Tensor:
-        """(K, X, Y) gaussian heatmap of the GT box centres."""
-        heatmap = ref.new_zeros((self.num_classes, *shape))
+        """(K, X, Y) gaussian heatmap of the GT box centres, on the CPU.
+
+        Drawn on the host (a few boxes, small windows): on a GPU, reading
+        every box's radius and cell back would cost several host syncs per
+        box; here the boxes and labels come over in one copy."""
+        heatmap = torch.zeros((self.num_classes, *shape), dtype=ref.dtype)
         if len(gt) == 0:
             return heatmap
-        cell = self.bbox_coder.cell_size(ref)
-        centres = self.bbox_coder.encode(gt.bboxes_3d.to(ref.device))[:, :2]
-        sizes = gt.bboxes_3d.dims[:, :2].to(ref.device) / cell
+        boxes = gt.bboxes_3d
+        host = torch.cat([boxes.tensor, gt.labels_3d[:, None].to(
+            boxes.tensor.dtype)], dim=1).cpu()  # the one device->host copy
+        boxes = type(boxes)(host[:, :-1], box_dim=boxes.box_dim,
+                            with_yaw=boxes.with_yaw)
+        labels = host[:, -1].long()
+        cell = self.bbox_coder.cell_size(host)
+        centres = self.bbox_coder.encode(boxes)[:, :2]
+        sizes = boxes.dims[:, :2] / cell
         overlap = self.train_cfg.get('gaussian_overlap', 0.1)
         min_radius = self.train_cfg.get('min_radius', 2)
-        for c, (sx, sy), label in zip(centres, sizes, gt.labels_3d):
+        for c, (sx, sy), label in zip(centres, sizes, labels.tolist()):
             radius = max(min_radius, int(gaussian_radius(
                 (sy, sx), min_overlap=overlap)))
             ix, iy = int(c[0]), int(c[1])
@@ -316,6 +327,7 @@ class TransFusionHead(BaseModule):
         code_w = out['reg'].new_tensor(
             self.train_cfg.get('code_weights', [1.0] * 10))
         heat_target = []
+        num_pos = 0  # counted on the host: no device read-back
         for i, gt in enumerate(gts):
             heat_target.append(self._heatmap_target(
                 gt, out['dense_heatmap'].shape[-2:], out['reg']))
@@ -324,16 +336,19 @@ class TransFusionHead(BaseModule):
             res = self._assign(out['heatmap'][i].detach().t(),
                                out['reg'][i].detach(), gt)
             pos = torch.nonzero(res.gt_inds > 0).squeeze(1)
+            num_pos += len(pos)
             matched = res.gt_inds[pos] - 1
             gt_boxes = gt.bboxes_3d.to(x.device)
             labels[i, pos] = gt.labels_3d.to(x.device)[matched]
             reg_target[i, pos] = self.bbox_coder.encode(gt_boxes)[matched]
             reg_weight[i, pos] = code_w
-        num_pos = max(int((labels < self.num_classes).sum()), 1)
-        heat_target = torch.stack(heat_target)
+        num_pos = max(num_pos, 1)
+        heat_target = torch.stack(heat_target)  # (B, K, X, Y) on the host
+        num_peaks = max(int(heat_target.eq(1).sum()), 1)
+        heat_target = to_device_async(heat_target, x.device)
         loss_heatmap = self.loss_heatmap(
             clip_sigmoid(out['dense_heatmap'].float()), heat_target,
-            avg_factor=max(int(heat_target.eq(1).sum()), 1))
+            avg_factor=num_peaks)
         loss_cls = self.loss_cls(
             out['heatmap'].permute(0, 2, 1).reshape(b * p, -1).float(),
             labels.view(-1), avg_factor=num_pos)

@@ -7,6 +7,8 @@ from mmdet3d.structures import LiDARInstance3DBoxes
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from ..utils import to_device_async
+
 
 @TASK_UTILS.register_module()
 class TransFusionBBoxCoder:
@@ -34,16 +36,26 @@ class TransFusionBBoxCoder:
         self.out_size_factor = out_size_factor
         self.post_center_range = post_center_range
         self.code_size = code_size
+        self._consts: Dict[tuple, Tensor] = {}
+
+    def _const(self, values: Sequence[float], ref: Tensor) -> Tensor:
+        """``ref.new_tensor(values)``, made once per device and dtype: each
+        new_tensor on a GPU is a host-to-device copy that blocks the host."""
+        key = (tuple(values), ref.device, ref.dtype)
+        if key not in self._consts:
+            self._consts[key] = to_device_async(
+                torch.tensor(values, dtype=ref.dtype), ref.device)
+        return self._consts[key]
 
     def cell_size(self, ref: Tensor) -> Tensor:
         """(2,) metres per feature cell along x, y."""
-        return ref.new_tensor(self.voxel_size[:2]) * self.out_size_factor
+        return self._const(self.voxel_size[:2], ref) * self.out_size_factor
 
     def encode(self, boxes: LiDARInstance3DBoxes) -> Tensor:
         """LiDAR boxes (M boxes) -> (M, 10) regression targets."""
         t = boxes.tensor
         centre = boxes.gravity_center
-        xy = (centre[:, :2] - t.new_tensor(self.pc_range[:2])) / \
+        xy = (centre[:, :2] - self._const(self.pc_range[:2], t)) / \
             self.cell_size(t)
         vel = t[:, 7:9] if t.shape[1] >= 9 else t.new_zeros((len(t), 2))
         yaw = boxes.yaw
@@ -58,7 +70,7 @@ class TransFusionBBoxCoder:
         """(..., 10) codes -> (..., 9) box tensors ``[x, y, z_bottom, dx, dy,
         dz, yaw, vx, vy]`` (LiDARInstance3DBoxes with box_dim=9)."""
         xy = reg[..., :2] * self.cell_size(reg) + \
-            reg.new_tensor(self.pc_range[:2])
+            self._const(self.pc_range[:2], reg)
         dims = reg[..., 3:6].exp()
         z = reg[..., 2:3] - dims[..., 2:3] / 2
         yaw = torch.atan2(reg[..., 6:7], reg[..., 7:8])
@@ -69,7 +81,7 @@ class TransFusionBBoxCoder:
         ``post_center_range`` (all True when it is None)."""
         if self.post_center_range is None:
             return boxes.new_ones(boxes.shape[:-1], dtype=torch.bool)
-        r = boxes.new_tensor(self.post_center_range)
+        r = self._const(self.post_center_range, boxes)
         return ((boxes[..., :3] >= r[:3]) & (boxes[..., :3] <= r[3:])).all(-1)
 
 
