@@ -4,12 +4,15 @@ from .base import (BaseModalityCalibrator, BaseTaskCalibrator,
 from .junctions import (BaseJunction, JunctionState, ModalityJunction,
                         TaskJunction, calibrate_modalities, calibrate_tasks)
 from .modality_calibrators import EqualNorm, Identity
-from .task_calibrators import IMTLG, MGDA, AlignedMTL, CAGrad, PCGrad, Sum
+from .task_calibrators import (DBMTL, IMTLG, MGDA, AlignedMTL, CAGrad,
+                               NormKeepingIMTLG, NormKeepingMGDA, PCGrad,
+                               Sum)
 
 __all__ = [
     'TaskJunction', 'ModalityJunction', 'BaseJunction', 'JunctionState',
     'calibrate_tasks', 'calibrate_modalities', 'BaseTaskCalibrator',
     'BaseModalityCalibrator', 'pairwise_dots', 'combine', 'Sum', 'IMTLG',
-    'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL', 'Identity', 'EqualNorm',
+    'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL', 'NormKeepingIMTLG',
+    'NormKeepingMGDA', 'DBMTL', 'Identity', 'EqualNorm',
     'build_optional'
 ]
