@@ -8,7 +8,7 @@ import sys
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 VARIANTS = ['det_only', 'seg_only', 'naive', 'inter', 'intra', 'fuller']
 PLOTS = ['task_cosine.png', 'modality_ratio.png', 'calibration_weights.png',
-         'losses.png', 'metrics.png']
+         'task_grad_norms.png', 'losses.png', 'metrics.png']
 
 
 def _demo(root, out):
@@ -47,6 +47,7 @@ def test_demo_quick_end_to_end(synthetic_nuscenes, tmp_path):
         assert logs and 'fuller/task_cos' in logs[0].read_text(), variant
 
     markdown = (out / 'results.md').read_text()
+    assert 'smoke run' in markdown.split('|')[0]  # said before the table
     for variant in VARIANTS:
         assert f'| {variant} |' in markdown
     for name in PLOTS:
