@@ -193,6 +193,22 @@ def _project(nusc, cam_token: str, points_global: np.ndarray):
     return uv, pc[:, 2]
 
 
+def _pixel_rays(nusc, cam_token: str, shape, step: int = 2):
+    """Global rays of every ``step``-th pixel of a camera image, from the
+    tables' pose and intrinsics: origin (3,), unit directions (R, 3) and the
+    pixel columns / rows (R,)."""
+    h, w = shape[:2]
+    c2g = _sensor2global(nusc, cam_token)
+    cs = nusc.get('calibrated_sensor', nusc.get(
+        'sample_data', cam_token)['calibrated_sensor_token'])
+    u, v = np.meshgrid(np.arange(0, w, step), np.arange(0, h, step))
+    pix = np.stack([u.ravel() + 0.5, v.ravel() + 0.5, np.ones(u.size)], 1)
+    dirs = pix @ np.linalg.inv(np.array(cs['camera_intrinsic'])).T
+    dirs = dirs @ c2g[:3, :3].T
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    return c2g[:3, 3], dirs, u.ravel(), v.ravel()
+
+
 def _annotation_boxes(nusc, sample, inflate: float = 0.5) -> np.ndarray:
     """(N, 7) global boxes (cx, cy, cz, l, w, h, yaw) of a key frame."""
     out = []
@@ -225,23 +241,14 @@ def test_camera_pixels_agree_with_map(synthetic_nuscenes, nusc):
             tok = sample['data'][cam]
             img = np.asarray(Image.open(nusc.get_sample_data_path(tok)),
                              np.float32).mean(-1)
-            h, w = img.shape
-            c2g = _sensor2global(nusc, tok)
-            cs = nusc.get('calibrated_sensor', nusc.get(
-                'sample_data', tok)['calibrated_sensor_token'])
-            u, v = np.meshgrid(np.arange(0, w, 2), np.arange(0, h, 2))
-            pix = np.stack([u.ravel() + 0.5, v.ravel() + 0.5,
-                            np.ones(u.size)], 1)
-            dirs = pix @ np.linalg.inv(np.array(cs['camera_intrinsic'])).T
-            dirs = dirs @ c2g[:3, :3].T
-            dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-            hits = cast_rays(c2g[:3, 3], dirs, boxes)
+            origin, dirs, u, v = _pixel_rays(nusc, tok, img.shape)
+            hits = cast_rays(origin, dirs, boxes)
             ground = (hits.target == -1) & (hits.t < 30)
-            pts = c2g[:3, 3] + dirs[ground] * hits.t[ground, None]
+            pts = origin + dirs[ground] * hits.t[ground, None]
             local = (pts - l2g[:3, 3]) @ l2g[:3, :3]
             ij = np.floor((local[:, :2] + 30) / 0.25).astype(int)
             inside = ((ij >= 0) & (ij < 240)).all(1)
-            val = img[v.ravel()[ground][inside], u.ravel()[ground][inside]]
+            val = img[v[ground][inside], u[ground][inside]]
             m = masks[:, ij[inside, 0], ij[inside, 1]]
             bright['paint'].append(val[m[1]])
             bright['asphalt'].append(val[m[0] & ~m[1] & ~m[3]])
@@ -369,25 +376,14 @@ def test_heading_cue_in_cameras(nusc):
             tok = sample['data'][cam]
             img = np.asarray(Image.open(nusc.get_sample_data_path(tok)),
                              np.float64)
-            h, w = img.shape[:2]
-            c2g = _sensor2global(nusc, tok)
-            cs = nusc.get('calibrated_sensor', nusc.get(
-                'sample_data', tok)['calibrated_sensor_token'])
-            u, v = np.meshgrid(np.arange(0, w, 2), np.arange(0, h, 2))
-            pix = np.stack([u.ravel() + 0.5, v.ravel() + 0.5,
-                            np.ones(u.size)], 1)
-            dirs = pix @ np.linalg.inv(np.array(cs['camera_intrinsic'])).T
-            dirs = dirs @ c2g[:3, :3].T
-            dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-            hits = cast_rays(c2g[:3, 3], dirs, arr)
+            origin, dirs, u, v = _pixel_rays(nusc, tok, img.shape)
+            hits = cast_rays(origin, dirs, arr)
             for k in np.unique(hits.target[(hits.target >= 0)
                                            & (hits.t < 30)]):
                 sel = hits.target == k
-                pts = c2g[:3, 3] + dirs[sel] * hits.t[sel, None]
+                pts = origin + dirs[sel] * hits.t[sel, None]
                 rel = _along_heading(pts, boxes[k])
-                d = np.linalg.norm(
-                    chroma(img[v.ravel()[sel], u.ravel()[sel]]) - cue,
-                    axis=1)
+                d = np.linalg.norm(chroma(img[v[sel], u[sel]]) - cue, axis=1)
                 # margins of 3% of the length keep edge pixels out
                 f, b = d[rel > 1 / 6 + 0.03], d[rel < -1 / 6 - 0.03]
                 dist['front'].append(f)
