@@ -4,13 +4,21 @@ import importlib.util
 import os.path as osp
 
 import pytest
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-_spec = importlib.util.spec_from_file_location(
-    'run_demo', osp.join(REPO, 'tools', 'run_demo.py'))
-demo = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(demo)
+
+
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+demo = _load_tool('run_demo')
+train = _load_tool('train')
 
 
 def test_defaults_and_ablation_mode():
@@ -42,13 +50,12 @@ def test_bad_arguments_exit_with_a_message(argv, capsys):
 def test_schedule_options_apply_to_the_real_config(epochs, lr):
     """Every --cfg-options key the demo passes exists in the CPU configs,
     and the cosine decay follows the number of epochs."""
-    cfg = Config.fromfile(osp.join(REPO, demo.CONFIG.format('fuller')))
+    path = osp.join(REPO, demo.CONFIG.format('fuller'))
+    before = Config.fromfile(path).param_scheduler[1]
     sched = dict(demo.SCHEDULES['learn'], epochs=epochs, lr=lr)
-    parsed = {}
-    for opt in demo.schedule_options(sched):
-        DictAction()(None, parsed, [opt])
-    before = cfg.param_scheduler[1].copy()
-    cfg.merge_from_dict(parsed)
+    # the options go through tools/train.py's own parsing and checks
+    cfg = train.build_config(train.parse_args(
+        [path, '--cfg-options', *demo.schedule_options(sched)]))
     assert cfg.train_cfg.max_epochs == epochs
     assert cfg.param_scheduler[1].end == epochs == cfg.param_scheduler[1].T_max
     assert cfg.param_scheduler[1].type == before.type == 'CosineAnnealingLR'

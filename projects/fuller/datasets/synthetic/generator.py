@@ -233,8 +233,10 @@ class SyntheticNuScenes:
         agent_refl = np.array([a.reflectivity for a in agents])
         agent_rgb = np.array([a.color for a in agents], np.float32).reshape(
             -1, 3)
-        # the heading cue (front part marked in both sensors): agents only
-        cued = np.arange(len(agents) + len(static)) < len(agents)
+        # the heading cue (front part marked in both sensors): agents with a
+        # heading; cones are round (nuScenes does not score their yaw)
+        cued = np.array([a.name != 'traffic_cone' for a in agents]
+                        + [False] * len(static), bool)
 
         def world_boxes(tau):
             return np.concatenate([boxes_at(agents, tau), static])

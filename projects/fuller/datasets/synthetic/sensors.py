@@ -7,8 +7,8 @@ LiDAR hits it. Road paint is bright in the images but only slightly brighter
 than asphalt in LiDAR intensity: map layers are mostly a camera cue, object
 geometry mostly a LiDAR cue.
 
-Heading cue: the front third of every agent (along its yaw, the direction it
-moves in) is marked in both sensors, a retro-reflective band in the LiDAR
+Heading cue: the front third of every agent but traffic cones (along its yaw,
+the direction it moves in) is marked in both sensors, a retro-reflective band in the LiDAR
 intensity and a turquoise paint in the images, so that the front can be told
 from the back (a plain box looks the same both ways round).
 """
