@@ -184,16 +184,21 @@ def plot_runs(runs: Dict[str, Series], out: str, window: int) -> List[str]:
     save(fig, 'modality_ratio.png', bottom=0.1)
 
     fig, ax = plt.subplots(figsize=(7, 4.3))
-    names = []
+    names, plotted = [], []
     for name, s in runs.items():
         for task, style in (('det', '-'), ('seg', '--')):
             key = f'fuller/weight/{task}'
             if key in s:
                 steps, vals = s[key]
-                _line(ax, steps, smooth(vals, window), style, color=colors[name])
+                plotted.append(smooth(vals, window))
+                _line(ax, steps, plotted[-1], style, color=colors[name])
                 names.append(name)
     _reference(ax, 1.0)
-    _finish(ax, 'Task calibration weights a_t (g = sum_t a_t g_t)', 'weight', legend=False)
+    wide = bool(plotted) and np.abs(np.concatenate(plotted)).max() > 5
+    if wide:  # magnitude-keeping calibrators weigh up to ~20x: keep 0..1 readable
+        ax.set_yscale('symlog', linthresh=1.0)
+    _finish(ax, 'Task calibration weights a_t (g = sum_t a_t g_t)',
+            'weight' + (' (linear to 1, log above)' if wide else ''), legend=False)
     names = list(dict.fromkeys(names))
     _legend(fig, [(n, dict(color=colors[n])) for n in names]
             + [('det', dict(color='0.3', ls='-')), ('seg', dict(color='0.3', ls='--'))],
