@@ -196,6 +196,11 @@ def test_statistics_for_three_tasks_and_loss_scale():
     assert stats['fuller/cam_lid_ratio_before'] == pytest.approx(0.25)
     assert stats['fuller/cam_lid_ratio_after'] == pytest.approx(1.0)
     assert stats['fuller/grad_norm_after/lidar'] == pytest.approx(2.5)
+    # each task's share a_t |g_t|, and the whole gradient into the backbone
+    assert stats['fuller/grad_norm_after/c'] == pytest.approx(0.5 * 2.0)
+    assert stats['fuller/shared_norm_before'] == pytest.approx(5**0.5)
+    assert stats['fuller/shared_norm_after'] == pytest.approx(
+        (0.04 * 4 + 0.09 + 0.25 * 4 - 2 * 0.2 * 0.5 * 2)**0.5)
 
 
 def test_hook_due_config_is_resume_safe():
