@@ -18,6 +18,7 @@ Training runs on the GPU when CUDA is available (mmengine's Runner moves the
 model there); ``--device cpu`` hides the GPU from the runs.
 """
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -150,6 +151,27 @@ def summarise(metrics: Dict[str, float]) -> Dict[str, float]:
     return row
 
 
+def step_ratios(work: str) -> Dict[str, float]:
+    """How much of each task's gradient step into the shared backbone the
+    calibration kept: the median over training of ``|a_t g_t| / |g_t|``
+    (``fuller/grad_norm_after/<task>`` over ``fuller/grad_norm/<task>``)."""
+    spec = importlib.util.spec_from_file_location(
+        'plot_gradients', osp.join(REPO, 'tools', 'plot_gradients.py'))
+    plots = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plots)
+    series = plots.load_scalars(work)
+    out = {}
+    for task in ('det', 'seg'):
+        after = series.get(f'fuller/grad_norm_after/{task}')
+        before = series.get(f'fuller/grad_norm/{task}')
+        if after is None or before is None or len(after[1]) != len(before[1]):
+            continue
+        ok = before[1] > 0
+        if ok.any():
+            out[f'{task}_step'] = float(statistics.median(after[1][ok] / before[1][ok]))
+    return out
+
+
 def schedule_options(schedule: dict) -> List[str]:
     """``--cfg-options`` of a schedule: epochs (the cosine decay follows),
     learning rate, checkpoint and statistics intervals."""
@@ -174,7 +196,8 @@ def train_and_test(variant: str, seed: int, out: str, root: str,
     if osp.isfile(metrics_file):
         log(f'{variant} seed {seed}: reusing {metrics_file}')
         with open(metrics_file) as f:
-            return json.load(f)['row']
+            row = json.load(f)['row']
+        return {**step_ratios(work), **row}
     os.makedirs(work, exist_ok=True)
     cfg = osp.join(REPO, CONFIG.format(variant))
     options = ['--data-root', root]
@@ -196,6 +219,7 @@ def train_and_test(variant: str, seed: int, out: str, root: str,
     with open(raw_file) as f:
         raw = json.load(f)['metrics']
     row = summarise(raw)
+    row.update(step_ratios(work))
     row['train_time_s'] = train_time
     with open(metrics_file, 'w') as f:
         json.dump(dict(row=row, raw=raw), f, indent=2)
@@ -253,7 +277,7 @@ def render_markdown(table: Dict[str, Dict[str, dict]], seeds: List[int],
                                   if k.startswith('IoU.')))
     head = ['variant', 'mAP', 'NDS', 'mIoU', 'mAOE', 'mAVE'] + [
         f'IoU {k[4:]}' for k in iou_cols] + [
-        'train time (s)', f'Δ vs {BASELINE} (mAP / NDS / mIoU)',
+        'step kept det / seg', 'train time (s)', f'Δ vs {BASELINE} (mAP / NDS / mIoU)',
         'bar (mAP ≥ naive−1, mIoU ≥ naive+5)']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     base = table.get(BASELINE, {})
@@ -268,14 +292,19 @@ def render_markdown(table: Dict[str, Dict[str, dict]], seeds: List[int],
         cells = [name] + [_fmt(cols.get(k)) for k in ('mAP', 'NDS', 'mIoU')]
         cells += [_fmt(cols.get(k), scale=1.0, digits=2) for k in ('mAOE', 'mAVE')]
         cells += [_fmt(cols.get(k)) for k in iou_cols]
+        cells += [' / '.join(_fmt(cols.get(f'{t}_step'), scale=1.0, digits=2)
+                             for t in ('det', 'seg'))]
         cells += [_fmt(cols.get('train_time_s'), scale=1.0, digits=0), ' / '.join(deltas),
                   '–' if variant == BASELINE else bar_check(cols, base)]
         lines.append('| ' + ' | '.join(cells) + ' |')
     note = (f'Metrics in %, mean ± sample std over seeds {seeds}' if len(seeds) > 1
             else f'Metrics in %, seed {seeds[0]} (one seed: no spread; run `make demo SEEDS=3`)')
     text = '\n'.join(lines) + (f'\n\n{note}; mAOE (rad) and mAVE (m/s) are nuScenes\' '
-                               'orientation and velocity errors. Δ is the change of the mean '
-                               'against the naive multi-task run.\n')
+                               'orientation and velocity errors. "Step kept" is the median over '
+                               'training of |a_t g_t| / |g_t|: how much of each task\'s gradient '
+                               'into the shared backbone the calibration let through (1 = all; '
+                               'seed 0\'s curves: plots/task_grad_norms.png). Δ is the change of '
+                               'the mean against the naive multi-task run.\n')
     if per_seed and len(seeds) > 1:
         text += '\nEvery run (mAP / NDS / mIoU in %):\n\n'
         text += '| variant | ' + ' | '.join(f'seed {s}' for s in seeds) + ' |\n'

@@ -68,7 +68,7 @@ def test_schedule_options_apply_to_the_real_config(epochs, lr):
 
 def _row(m_ap, miou):
     return {'mAP': m_ap, 'NDS': m_ap, 'mIoU': miou, 'mAOE': 1.5,
-            'train_time_s': 10.0}
+            'det_step': 0.25, 'seg_step': 1.0, 'train_time_s': 10.0}
 
 
 def test_results_table_reports_every_run_and_the_bar():
@@ -85,6 +85,7 @@ def test_results_table_reports_every_run_and_the_bar():
     lines = {ln.split(' | ')[0].lstrip('| '): ln for ln in means.splitlines()
              if ln.startswith('| ')}
     assert lines['fuller'].rstrip(' |').endswith('no')
+    assert '| 0.25 ± 0.00 / 1.00 ± 0.00 |' in lines['fuller']
     assert lines['fuller_imtlg_sum (1 failed)'].rstrip(' |').endswith('yes')
     assert '| fuller_imtlg_sum | 50.5 / 50.5 / 36.0 | FAILED |' in runs
     assert '| fuller | 30.0 / 30.0 / 40.0 | 32.0 / 32.0 / 42.0 |' in runs
