@@ -35,7 +35,8 @@ VARIANTS = ['det_only', 'seg_only', 'naive', 'inter', 'intra', 'fuller']
 #: FULLER with other inter-level calibrators that keep detection's step size
 #: (configs/fuller/fuller_cpu_<name>.py; docs/calibration.md).
 CALIBRATOR_VARIANTS = ['fuller_imtlg_sum', 'fuller_imtlg_max',
-                       'fuller_mgda_sum', 'fuller_dbmtl', 'fuller_aligned_rmse']
+                       'fuller_mgda_sum', 'fuller_dbmtl', 'fuller_aligned_rmse',
+                       'fuller_metabalance']
 ABLATION_VARIANTS = VARIANTS + CALIBRATOR_VARIANTS
 BASELINE = 'naive'
 CONFIG = 'configs/fuller/fuller_cpu_{}.py'

@@ -6,11 +6,13 @@ import torch
 from scipy.optimize import minimize
 
 from fuller.calibration import (DBMTL, AlignedMTL, CAGrad, EqualNorm,
-                                NormKeepingIMTLG, NormKeepingMGDA, PCGrad)
+                                MetaBalance, NormKeepingIMTLG,
+                                NormKeepingMGDA, PCGrad)
 from fuller.registry import CALIBRATORS
 
 TASK_CALIBRATORS = ['Sum', 'IMTLG', 'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL',
-                    'NormKeepingIMTLG', 'NormKeepingMGDA', 'DBMTL']
+                    'NormKeepingIMTLG', 'NormKeepingMGDA', 'DBMTL',
+                    'MetaBalance']
 
 
 def _random_g(num_tasks, dim=40, seed=0):
@@ -262,6 +264,28 @@ def test_dbmtl_every_task_at_the_largest_norm(num_tasks, seed):
     assert torch.allclose(cal(grads), parts.sum(0), atol=1e-9)
     if num_tasks == 2:  # two unit vectors: their sum conflicts with neither
         assert (grads @ cal(grads) >= 0).all()
+
+
+@pytest.mark.parametrize('relax', [0.0, 0.3, 0.5, 1.0])
+@pytest.mark.parametrize('num_tasks,seed', [(2, 0), (3, 1)])
+def test_metabalance_moves_magnitudes_toward_the_largest(num_tasks, seed,
+                                                         relax):
+    grads = _lopsided(num_tasks, seed)
+    norms = grads.norm(dim=1)
+    weights = MetaBalance(relax=relax).weights(_gram(grads))
+    parts = (weights[:, None] * grads).norm(dim=1)
+    assert torch.allclose(parts, (1 - relax) * norms + relax * norms.max(),
+                          rtol=1e-10)
+    assert weights[norms.argmax()].item() == pytest.approx(1.0)
+    if relax == 0:  # the plain sum
+        assert torch.allclose(MetaBalance(relax)(grads), grads.sum(0))
+    if relax == 1:  # DB-MTL's equal magnitudes
+        assert torch.allclose(MetaBalance(relax)(grads), DBMTL()(grads))
+    # the largest task's share of the step falls as relax grows
+    share = parts.max() / parts.sum()
+    assert share <= norms.max() / norms.sum() + 1e-12
+    with pytest.raises(ValueError, match='relax'):
+        MetaBalance(relax=1.5)
 
 
 @pytest.mark.parametrize('mode', ['min', 'median', 'rmse'])

@@ -27,6 +27,7 @@ EXPECTED_CALIBRATION = {
     'fuller_mgda_sum': ('NormKeepingMGDA', 'EqualNorm'),
     'fuller_dbmtl': ('DBMTL', 'EqualNorm'),
     'fuller_aligned_rmse': ('AlignedMTL', 'EqualNorm'),
+    'fuller_metabalance': ('MetaBalance', 'EqualNorm'),
 }
 
 

@@ -7,7 +7,8 @@
 #          dict(type='IMTLG') = FULLER's default (equal projections on every
 #          task gradient); also 'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL',
 #          and the magnitude-keeping 'NormKeepingIMTLG', 'NormKeepingMGDA',
-#          'DBMTL' (configs/fuller/fuller_cpu_fuller_*.py, docs/calibration.md);
+#          'DBMTL', 'MetaBalance' (configs/fuller/fuller_cpu_fuller_*.py,
+#          docs/calibration.md);
 #          None = the junction is not armed at all (no statistics).
 #   intra  modality-level calibration where the camera and LiDAR branches
 #          meet the fuser (the modality junction): dict(type='Identity') =

@@ -5,14 +5,14 @@ from .junctions import (BaseJunction, JunctionState, ModalityJunction,
                         TaskJunction, calibrate_modalities, calibrate_tasks)
 from .modality_calibrators import EqualNorm, Identity
 from .task_calibrators import (DBMTL, IMTLG, MGDA, AlignedMTL, CAGrad,
-                               NormKeepingIMTLG, NormKeepingMGDA, PCGrad,
-                               Sum)
+                               MetaBalance, NormKeepingIMTLG, NormKeepingMGDA,
+                               PCGrad, Sum)
 
 __all__ = [
     'TaskJunction', 'ModalityJunction', 'BaseJunction', 'JunctionState',
     'calibrate_tasks', 'calibrate_modalities', 'BaseTaskCalibrator',
     'BaseModalityCalibrator', 'pairwise_dots', 'combine', 'Sum', 'IMTLG',
     'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL', 'NormKeepingIMTLG',
-    'NormKeepingMGDA', 'DBMTL', 'Identity', 'EqualNorm',
+    'NormKeepingMGDA', 'DBMTL', 'MetaBalance', 'Identity', 'EqualNorm',
     'build_optional'
 ]

@@ -356,3 +356,37 @@ class DBMTL(BaseTaskCalibrator):
     def _weights(self, gram: Tensor) -> Tensor:
         norms = torch.sqrt(torch.diagonal(gram))
         return norms.max() / norms
+
+
+@CALIBRATORS.register_module()
+class MetaBalance(BaseTaskCalibrator):
+    """Gradient magnitudes moved part of the way to the largest one.
+
+    He et al., "MetaBalance: Improving Multi-Task Recommendations via
+    Adapting Gradient Magnitudes of Auxiliary Tasks", WWW 2022: an auxiliary
+    gradient becomes ``g_t (r |g_tar| / |g_t| + 1 - r)`` with relax factor
+    ``r``. Here the target is the largest task gradient (no task is singled
+    out as the main one): ``a_t = 1 - r + r max_k |g_k| / |g_t|``, so
+    ``|a_t g_t| = (1 - r) |g_t| + r max_k |g_k|``. ``r = 0`` is the plain sum,
+    ``r = 1`` is :class:`DBMTL`'s equal magnitudes; in between the larger
+    task keeps a larger share of the step. That share, not the overall
+    length, is what an Adam-type optimizer sees (a common factor on every
+    gradient into the shared layers is normalised away), so this is the knob
+    between naive learning and equal shares. The paper's moving average of
+    the norms is left out (per step, as the other calibrators).
+
+    Args:
+        relax: ``r`` in [0, 1].
+    """
+
+    def __init__(self, relax: float = 0.5) -> None:
+        if not 0.0 <= relax <= 1.0:
+            raise ValueError(f'MetaBalance relax must be in [0, 1], got {relax}')
+        self.relax = relax
+
+    def _weights(self, gram: Tensor) -> Tensor:
+        norms = torch.sqrt(torch.diagonal(gram))
+        return 1.0 - self.relax + self.relax * norms.max() / norms
+
+    def __repr__(self) -> str:
+        return f'MetaBalance(relax={self.relax})'
