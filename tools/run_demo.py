@@ -441,4 +441,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # the running tool got the Ctrl-C too and stopped
+        sys.exit('\n[demo] interrupted: run the same command again to resume')
