@@ -1,12 +1,16 @@
 # FULLER-3D: one-command install, tests and demo.
-#   make demo   the FULLER experiment end to end on CPU (installs if needed)
-#   make test   installs if needed, then runs the test suite
+#   make demo       the FULLER experiment end to end (GPU if CUDA is present)
+#   make ablation   every variant incl. the other inter calibrators, 3 seeds,
+#                   the learning schedule (resumable; tools/run_demo.py)
+#   make test       installs if needed, then runs the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 SEEDS ?= 1
+# short (today's default) | learn (~1,500 iterations) | quick (smoke run)
+SCHEDULE ?= short
 
-.PHONY: install test demo demo-quick data clean
+.PHONY: install test demo demo-quick ablation data clean
 SYNTH ?= data/nuscenes-synth
 
 install:
@@ -16,15 +20,17 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: install
-	$(PY) tools/run_demo.py --seeds $(SEEDS)
+	$(PY) tools/run_demo.py --seeds $(SEEDS) --schedule $(SCHEDULE)
+
+ablation: install
+	$(PY) tools/run_demo.py --ablation
 
 demo-quick: install
 	$(PY) tools/run_demo.py --quick
 
 # The default synthetic nuScenes set and its info files (skipped when present).
 data: install
-	@test -f $(SYNTH)/v1.0-mini/scene.json || $(PY) tools/make_synthetic_nuscenes.py --out $(SYNTH)
-	@ls $(SYNTH)/*infos_train*.pkl >/dev/null 2>&1 || $(PY) tools/create_data.py nuscenes --root-path $(SYNTH) --version v1.0-mini
+	$(PY) tools/run_demo.py --data-only --data-root $(SYNTH)
 
 clean:
 	rm -rf $(VENV) build projects/*.egg-info

@@ -1,13 +1,14 @@
 """Writes a small synthetic dataset in the exact nuScenes on-disk format.
 
     python tools/make_synthetic_nuscenes.py --out data/nuscenes-synth \
-        [--scenes 10 --samples-per-scene 10 --seed 0 --image-size 480 270 \
-         --lidar-sweeps 2 --camera-sweeps 1]
+        [--scenes 12 --val-scenes 4 --samples-per-scene 10 --seed 0 \
+         --image-size 480 270 --lidar-sweeps 1 --camera-sweeps 1]
 
 The tables load with ``nuscenes.NuScenes(version, dataroot)``, the maps with
 ``NuScenesMap(dataroot, location)``; then build the info files with
 ``python tools/create_data.py nuscenes --root-path <out> --version <version>``
-(the version is printed: v1.0-mini for <= 10 scenes). See docs/data.md.
+(the version is printed: v1.0-mini for at most 8 train / 2 val scenes,
+v1.0-trainval otherwise, as the default set). See docs/data.md.
 """
 import argparse
 import json
@@ -15,16 +16,21 @@ import os
 import os.path as osp
 import sys
 
-from fuller.datasets.synthetic import generate
+from fuller.datasets.synthetic import DEFAULT_SET, SyntheticNuScenes
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--out', default='data/nuscenes-synth',
                    help='dataset root to write')
-    p.add_argument('--scenes', type=int, default=10,
-                   help='number of scenes (20%% go to val, as nuScenes-mini)')
-    p.add_argument('--samples-per-scene', type=int, default=10,
+    p.add_argument('--scenes', type=int, default=DEFAULT_SET['num_scenes'],
+                   help='number of scenes')
+    p.add_argument('--val-scenes', type=int,
+                   default=DEFAULT_SET['num_val_scenes'],
+                   help='how many of them are val scenes (0: 20%% of them, '
+                   'as nuScenes-mini)')
+    p.add_argument('--samples-per-scene', type=int,
+                   default=DEFAULT_SET['samples_per_scene'],
                    help='2 Hz key frames per scene')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--image-size', type=int, nargs=2, default=(480, 270),
@@ -48,12 +54,17 @@ def main(argv=None):
         sys.exit(f'tools/make_synthetic_nuscenes.py: error: {a.out} is not '
                  'empty: choose a new --out folder, or pass --overwrite to '
                  'replace the files the generator writes there')
-    summary = generate(a.out, num_scenes=a.scenes,
-                       samples_per_scene=a.samples_per_scene, seed=a.seed,
-                       image_size=tuple(a.image_size),
-                       lidar_sweeps=a.lidar_sweeps,
-                       camera_sweeps=a.camera_sweeps, azimuths=a.azimuths,
-                       verbose=not a.quiet)
+    try:  # argument checks happen here, before anything is written
+        gen = SyntheticNuScenes(a.out, num_scenes=a.scenes,
+                                num_val_scenes=a.val_scenes or None,
+                                samples_per_scene=a.samples_per_scene,
+                                seed=a.seed, image_size=tuple(a.image_size),
+                                lidar_sweeps=a.lidar_sweeps,
+                                camera_sweeps=a.camera_sweeps,
+                                azimuths=a.azimuths, verbose=not a.quiet)
+    except ValueError as err:
+        sys.exit(f'tools/make_synthetic_nuscenes.py: error: {err}')
+    summary = gen.run()
     summary['megabytes'] = round(summary.pop('bytes') / 2**20, 1)
     print(json.dumps(summary))
     print(f'next: python tools/create_data.py nuscenes --root-path {a.out} '

@@ -5,10 +5,14 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from fuller.calibration import AlignedMTL, CAGrad, EqualNorm, PCGrad
+from fuller.calibration import (DBMTL, AlignedMTL, CAGrad, EqualNorm,
+                                MetaBalance, NormKeepingIMTLG,
+                                NormKeepingMGDA, PCGrad)
 from fuller.registry import CALIBRATORS
 
-TASK_CALIBRATORS = ['Sum', 'IMTLG', 'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL']
+TASK_CALIBRATORS = ['Sum', 'IMTLG', 'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL',
+                    'NormKeepingIMTLG', 'NormKeepingMGDA', 'DBMTL',
+                    'MetaBalance']
 
 
 def _random_g(num_tasks, dim=40, seed=0):
@@ -191,6 +195,121 @@ def test_task_per_sample_weights_shape(name):
     grams = torch.stack([_gram(_random_g(2, seed=s)) for s in range(4)])
     weights = CALIBRATORS.build(dict(type=name)).weights(grams)
     assert weights.shape == (4, 2) and torch.isfinite(weights).all()
+
+
+def _lopsided(num_tasks, seed):
+    """Task gradients of very different sizes (as det vs seg on the shared
+    BEV feature, 13-24x), nearly orthogonal plus one conflicting pair."""
+    grads = _random_g(num_tasks, seed=seed)
+    grads[0] *= 20.0
+    if num_tasks > 2:
+        grads[2] = -0.8 * grads[1] + 0.5 * grads[2]
+    return grads
+
+
+def _target(grads, target):
+    return dict(sum=grads.sum(0).norm(), max=grads.norm(dim=1).max())[target]
+
+
+@pytest.mark.parametrize('target', ['sum', 'max'])
+@pytest.mark.parametrize('num_tasks,seed', [(2, 0), (3, 1)])
+def test_norm_keeping_imtlg(num_tasks, seed, target):
+    grads = _lopsided(num_tasks, seed)
+    g = NormKeepingIMTLG(target=target)(grads)
+    # IMTL-G's equal projections survive the rescaling ...
+    proj = (grads / grads.norm(dim=1, keepdim=True)) @ g
+    assert torch.allclose(proj, proj.mean().expand_as(proj), rtol=1e-8)
+    assert (proj > 0).all()
+    # ... in IMTL-G's direction, at the target norm, which is far above
+    # plain IMTL-G's (shrunk to about the smallest task gradient).
+    plain = CALIBRATORS.build(dict(type='IMTLG'))(grads)
+    assert torch.allclose(g / g.norm(), plain / plain.norm(), atol=1e-10)
+    assert g.norm().item() == pytest.approx(_target(grads, target).item(),
+                                            rel=1e-10)
+    assert g.norm() > 5 * plain.norm()
+
+
+@pytest.mark.parametrize('target', ['sum', 'max'])
+@pytest.mark.parametrize('num_tasks,seed', [(2, 0), (3, 1), (3, 5)])
+def test_norm_keeping_mgda(num_tasks, seed, target):
+    grads = _lopsided(num_tasks, seed)
+    g = NormKeepingMGDA(target=target)(grads)
+    plain = CALIBRATORS.build(dict(type='MGDA'))(grads)
+    assert torch.allclose(g / g.norm(), plain / plain.norm(), atol=1e-10)
+    assert g.norm().item() == pytest.approx(_target(grads, target).item(),
+                                            rel=1e-10)
+    # No conflict left: a step along -g decreases no task's loss less
+    # than zero to first order.
+    assert (grads @ g >= -1e-9 * g.norm() * grads.norm(dim=1)).all()
+
+
+def test_norm_keeping_zero_direction_stays_zero():
+    """At a Pareto-stationary point the min-norm point is 0: there is no
+    direction to scale, so the result stays 0 (not NaN)."""
+    g = _random_g(1, seed=4)[0]
+    grads = torch.stack([g, -2 * g])
+    out = NormKeepingMGDA(target='max')(grads)
+    assert torch.isfinite(out).all() and out.norm() < 1e-9 * g.norm()
+
+
+@pytest.mark.parametrize('num_tasks,seed', [(2, 0), (3, 1), (4, 2)])
+def test_dbmtl_every_task_at_the_largest_norm(num_tasks, seed):
+    grads = _lopsided(num_tasks, seed)
+    cal = DBMTL()
+    weights = cal.weights(_gram(grads))
+    parts = weights[:, None] * grads  # each task's share of g
+    top = grads.norm(dim=1).max()
+    assert torch.allclose(parts.norm(dim=1), top.expand(num_tasks),
+                          rtol=1e-10)
+    assert torch.allclose(cal(grads), parts.sum(0), atol=1e-9)
+    if num_tasks == 2:  # two unit vectors: their sum conflicts with neither
+        assert (grads @ cal(grads) >= 0).all()
+
+
+@pytest.mark.parametrize('relax', [0.0, 0.3, 0.5, 1.0])
+@pytest.mark.parametrize('num_tasks,seed', [(2, 0), (3, 1)])
+def test_metabalance_moves_magnitudes_toward_the_largest(num_tasks, seed,
+                                                         relax):
+    grads = _lopsided(num_tasks, seed)
+    norms = grads.norm(dim=1)
+    weights = MetaBalance(relax=relax).weights(_gram(grads))
+    parts = (weights[:, None] * grads).norm(dim=1)
+    assert torch.allclose(parts, (1 - relax) * norms + relax * norms.max(),
+                          rtol=1e-10)
+    assert weights[norms.argmax()].item() == pytest.approx(1.0)
+    if relax == 0:  # the plain sum
+        assert torch.allclose(MetaBalance(relax)(grads), grads.sum(0))
+    if relax == 1:  # DB-MTL's equal magnitudes
+        assert torch.allclose(MetaBalance(relax)(grads), DBMTL()(grads))
+    # the largest task's share of the step falls as relax grows
+    share = parts.max() / parts.sum()
+    assert share <= norms.max() / norms.sum() + 1e-12
+    with pytest.raises(ValueError, match='relax'):
+        MetaBalance(relax=1.5)
+
+
+@pytest.mark.parametrize('mode', ['min', 'median', 'rmse'])
+def test_aligned_mtl_scale_modes(mode):
+    grads = _random_g(3, seed=2) * torch.tensor([[1.0], [10.0], [0.1]],
+                                                dtype=torch.float64)
+    gram = _gram(grads)
+    aligned = AlignedMTL(scale_mode=mode).aligning_matrix(gram) @ grads
+    lam = torch.linalg.eigvalsh(gram)  # ascending
+    sigma2 = dict(min=lam[0], median=lam[1], rmse=lam.mean())[mode]
+    # still orthogonal, every aligned gradient at the mode's scale
+    assert torch.allclose(aligned @ aligned.t(),
+                          sigma2 * torch.eye(3, dtype=torch.float64),
+                          atol=1e-8 * float(sigma2))
+    if mode == 'rmse':  # the total squared magnitude is kept
+        assert (aligned**2).sum().item() == pytest.approx(
+            (grads**2).sum().item(), rel=1e-9)
+    with pytest.raises(ValueError, match='scale_mode'):
+        AlignedMTL(scale_mode='mean')
+
+
+def test_norm_target_is_checked():
+    with pytest.raises(ValueError, match='target'):
+        NormKeepingIMTLG(target='mean')
 
 
 def test_task_calibrator_rejects_wrong_shape():

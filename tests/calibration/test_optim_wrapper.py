@@ -6,6 +6,7 @@ import socket
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -102,6 +103,17 @@ def test_runner_training_decreases_loss(combo, tmp_path):
         assert (w_det == 1).all() and (w_seg == 1).all()
     else:  # IMTLG: weights sum to 1
         assert abs(w_det + w_seg - 1).max() < 1e-6
+    # What reaches the shared backbone, per task and in all, from the Gram
+    # matrix: |a_t| |g_t|, |g_det + g_seg| and |a_det g_det + a_seg g_seg|.
+    n_det = _history(runner, 'fuller/grad_norm/det')
+    n_seg = _history(runner, 'fuller/grad_norm/seg')
+    for task, w, n in (('det', w_det, n_det), ('seg', w_seg, n_seg)):
+        assert np.allclose(_history(runner, f'fuller/grad_norm_after/{task}'),
+                           abs(w) * n, rtol=1e-6)
+    for key, a, b in (('before', 1, 1), ('after', w_det, w_seg)):
+        sq = (a * n_det)**2 + (b * n_seg)**2 + 2 * a * b * cos * n_det * n_seg
+        assert np.allclose(_history(runner, f'fuller/shared_norm_{key}'),
+                           np.sqrt(sq), rtol=1e-5)
     if COMBOS[combo]['intra'] is None:
         assert (after == before).all() and abs(before - 1).max() > 0.05
     else:  # EqualNorm: equal norms afterwards
@@ -186,6 +198,11 @@ def test_statistics_for_three_tasks_and_loss_scale():
     assert stats['fuller/cam_lid_ratio_before'] == pytest.approx(0.25)
     assert stats['fuller/cam_lid_ratio_after'] == pytest.approx(1.0)
     assert stats['fuller/grad_norm_after/lidar'] == pytest.approx(2.5)
+    # each task's share a_t |g_t|, and the whole gradient into the backbone
+    assert stats['fuller/grad_norm_after/c'] == pytest.approx(0.5 * 2.0)
+    assert stats['fuller/shared_norm_before'] == pytest.approx(5**0.5)
+    assert stats['fuller/shared_norm_after'] == pytest.approx(
+        (0.04 * 4 + 0.09 + 0.25 * 4 - 2 * 0.2 * 0.5 * 2)**0.5)
 
 
 def test_hook_due_config_is_resume_safe():

@@ -5,10 +5,12 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
+
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 VARIANTS = ['det_only', 'seg_only', 'naive', 'inter', 'intra', 'fuller']
 PLOTS = ['task_cosine.png', 'modality_ratio.png', 'calibration_weights.png',
-         'losses.png', 'metrics.png']
+         'task_grad_norms.png', 'losses.png', 'metrics.png']
 
 
 def _demo(root, out):
@@ -39,6 +41,12 @@ def test_demo_quick_end_to_end(synthetic_nuscenes, tmp_path):
     for variant in ('naive', 'inter', 'intra', 'fuller'):
         assert all(table[variant][m] is not None for m in ('mAP', 'NDS', 'mIoU'))
         assert any(k.startswith('IoU.') for k in table[variant])
+    # How much of each task's step into the shared backbone was kept: all of
+    # it without task calibration; IMTL-G shrinks the (larger) det gradient.
+    for variant in ('naive', 'intra'):
+        assert table[variant]['det_step']['mean'] == pytest.approx(1.0)
+    for variant in ('inter', 'fuller'):
+        assert table[variant]['det_step']['mean'] < 0.5 < table[variant]['seg_step']['mean']
 
     # The gradient statistics behind the plots were logged for every
     # multi-task run (the task cosine needs two tasks).
@@ -47,6 +55,7 @@ def test_demo_quick_end_to_end(synthetic_nuscenes, tmp_path):
         assert logs and 'fuller/task_cos' in logs[0].read_text(), variant
 
     markdown = (out / 'results.md').read_text()
+    assert 'smoke run' in markdown.split('|')[0]  # said before the table
     for variant in VARIANTS:
         assert f'| {variant} |' in markdown
     for name in PLOTS:

@@ -21,7 +21,14 @@ EXPECTED_CALIBRATION = {
     'intra': ('Sum', 'EqualNorm'), 'fuller': ('IMTLG', 'EqualNorm'),
     'fuller_light': ('IMTLG', 'EqualNorm'),
     'centerhead': ('IMTLG', 'EqualNorm'),
-    'camera_only': ('Sum', 'Identity'), 'lidar_only': ('Sum', 'Identity')
+    'camera_only': ('Sum', 'Identity'), 'lidar_only': ('Sum', 'Identity'),
+    # FULLER with the magnitude-keeping inter calibrators (issue 12)
+    'fuller_imtlg_sum': ('NormKeepingIMTLG', 'EqualNorm'),
+    'fuller_imtlg_max': ('NormKeepingIMTLG', 'EqualNorm'),
+    'fuller_mgda_sum': ('NormKeepingMGDA', 'EqualNorm'),
+    'fuller_dbmtl': ('DBMTL', 'EqualNorm'),
+    'fuller_aligned_rmse': ('AlignedMTL', 'EqualNorm'),
+    'fuller_metabalance': ('MetaBalance', 'EqualNorm'),
 }
 
 

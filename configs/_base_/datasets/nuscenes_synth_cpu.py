@@ -2,7 +2,7 @@
 # frames only, a 1 m map grid. Make the data first:
 #   python tools/make_synthetic_nuscenes.py --out data/nuscenes-synth
 #   python tools/create_data.py nuscenes --root-path data/nuscenes-synth \
-#       --version v1.0-mini
+#       --version v1.0-trainval   (the default set: 8 train / 4 val scenes)
 _base_ = ['./nuscenes_multitask.py']
 # (a call, not an import statement: mmengine would parse the file as a
 # lazy-import config otherwise)

@@ -5,7 +5,10 @@
 #          junction): dict(type='Sum') = plain sum of the task gradients
 #          (naive multi-task learning, statistics still logged);
 #          dict(type='IMTLG') = FULLER's default (equal projections on every
-#          task gradient); also 'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL';
+#          task gradient); also 'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL',
+#          and the magnitude-keeping 'NormKeepingIMTLG', 'NormKeepingMGDA',
+#          'DBMTL', 'MetaBalance' (configs/fuller/fuller_cpu_fuller_*.py,
+#          docs/calibration.md);
 #          None = the junction is not armed at all (no statistics).
 #   intra  modality-level calibration where the camera and LiDAR branches
 #          meet the fuser (the modality junction): dict(type='Identity') =

@@ -5,12 +5,15 @@ from .base import (BaseModalityCalibrator, BaseTaskCalibrator,
 from .junctions import (BaseJunction, JunctionState, ModalityJunction,
                         TaskJunction, calibrate_modalities, calibrate_tasks)
 from .modality_calibrators import EqualNorm, Identity
-from .task_calibrators import IMTLG, MGDA, AlignedMTL, CAGrad, PCGrad, Sum
+from .task_calibrators import (DBMTL, IMTLG, MGDA, AlignedMTL, CAGrad,
+                               MetaBalance, NormKeepingIMTLG, NormKeepingMGDA,
+                               PCGrad, Sum)
 
 __all__ = [
     'TaskJunction', 'ModalityJunction', 'BaseJunction', 'JunctionState',
     'calibrate_tasks', 'calibrate_modalities', 'BaseTaskCalibrator',
     'BaseModalityCalibrator', 'pairwise_dots', 'combine', 'Sum', 'IMTLG',
-    'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL', 'Identity', 'EqualNorm',
+    'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL', 'NormKeepingIMTLG',
+    'NormKeepingMGDA', 'DBMTL', 'MetaBalance', 'Identity', 'EqualNorm',
     'build_optional', 'normalize_calibrator_cfg', 'registered_calibrators'
 ]

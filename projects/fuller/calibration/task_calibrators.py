@@ -217,8 +217,13 @@ class AlignedMTL(BaseTaskCalibrator):
         rtol: eigenvalues below ``rtol * max eigenvalue`` count as zero.
     """
 
-    def __init__(self, rtol: float = 1e-10) -> None:
-        self.rtol = rtol
+    SCALE_MODES = ('min', 'median', 'rmse')
+
+    def __init__(self, rtol: float = 1e-10, scale_mode: str = 'min') -> None:
+        if scale_mode not in self.SCALE_MODES:
+            raise ValueError(f'AlignedMTL scale_mode must be one of '
+                             f'{self.SCALE_MODES}, got {scale_mode!r}')
+        self.rtol, self.scale_mode = rtol, scale_mode
 
     def aligning_matrix(self, gram: Tensor) -> Tensor:
         """``B`` (T, T) such that the rows of ``B G`` are the aligned
@@ -226,11 +231,162 @@ class AlignedMTL(BaseTaskCalibrator):
         lam, vec = torch.linalg.eigh(gram)
         keep = lam > self.rtol * float(lam.max())
         lam, vec = lam[keep], vec[:, keep]
-        sigma_min = torch.sqrt(lam.min())
-        return sigma_min * (vec / torch.sqrt(lam)[None, :]) @ vec.t()
+        if self.scale_mode == 'min':
+            sigma = torch.sqrt(lam.min())
+        elif self.scale_mode == 'median':  # the lower median, as torch's
+            sigma = torch.sqrt(torch.sort(lam).values[(len(lam) - 1) // 2])
+        else:  # rmse: the aligned system keeps trace(M) = sum_t |g_t|^2
+            sigma = torch.sqrt(lam.mean())
+        return sigma * (vec / torch.sqrt(lam)[None, :]) @ vec.t()
 
     def _weights(self, gram: Tensor) -> Tensor:
         return self.aligning_matrix(gram).sum(0)
 
     def __repr__(self) -> str:
-        return f'AlignedMTL(rtol={self.rtol})'
+        return f'AlignedMTL(rtol={self.rtol}, scale_mode={self.scale_mode!r})'
+
+
+#: Norm targets of the magnitude-keeping calibrators.
+NORM_TARGETS = ('sum', 'max')
+
+
+def target_norm(gram: Tensor, target: str) -> Tensor:
+    """Norm a magnitude-keeping calibrator gives its combined gradient.
+
+    ``'sum'``: ``|sum_t g_t| = sqrt(1^T M 1)``, the norm of the naive sum (so
+    the step into the shared backbone is as large as plain multi-task
+    learning's); ``'max'``: ``max_t |g_t| = sqrt(max_t M_tt)``, the largest
+    task gradient's norm.
+    """
+    if target == 'sum':
+        return torch.sqrt(torch.clamp(gram.sum(), min=0))
+    return torch.sqrt(torch.diagonal(gram).max())
+
+
+def rescale_weights(weights: Tensor, gram: Tensor, norm: Tensor) -> Tensor:
+    """``weights`` times ``c > 0`` such that ``|sum_t c a_t g_t| = norm``
+    (``|sum_t a_t g_t|^2 = a^T M a``). A zero combination stays zero: there
+    is no direction to scale."""
+    current = torch.sqrt(torch.clamp(weights @ gram @ weights, min=0))
+    scale_ref = torch.sqrt(torch.diagonal(gram).max())
+    if float(current) <= 1e-12 * float(scale_ref):
+        return weights
+    return weights * (norm / current)
+
+
+class _NormKeeping(BaseTaskCalibrator):
+    """The direction of another calibrator with the norm set to a target.
+
+    Equal-projection and min-norm calibrators (IMTL-G, MGDA) return a convex
+    combination of the task gradients, about as long as the smallest one:
+    when one task's gradient on the shared feature is 10-20x the other's,
+    they shrink the step of the larger task by about that factor. These
+    variants keep their direction (so every property that is invariant to a
+    positive factor, equal projections or no conflict, still holds) and set
+    the norm of the result to :func:`target_norm`. Everything comes from the
+    Gram matrix: ``|g|^2 = a^T M a``.
+
+    Args:
+        target: ``'sum'`` (the naive sum's norm) or ``'max'`` (the largest
+            task gradient's norm).
+    """
+    direction_cls: type = BaseTaskCalibrator
+
+    def __init__(self, target: str = 'sum') -> None:
+        if target not in NORM_TARGETS:
+            raise ValueError(f'{type(self).__name__} target must be one of '
+                             f'{NORM_TARGETS}, got {target!r}')
+        self.target = target
+        self.direction = self.direction_cls()
+
+    def _weights(self, gram: Tensor) -> Tensor:
+        return rescale_weights(self.direction._weights(gram), gram,
+                               target_norm(gram, self.target))
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(target={self.target!r})'
+
+
+@CALIBRATORS.register_module()
+class NormKeepingIMTLG(_NormKeeping):
+    """IMTL-G's direction with the norm of the naive sum (or of the largest
+    task gradient).
+
+    ``g = c * sum_t a_t g_t`` with ``a`` the IMTL-G weights (Liu et al.,
+    ICLR 2021; see :class:`IMTLG`) and ``c = |target| / sqrt(a^T M a)``:
+    equal projections on every unit task gradient, as IMTL-G, without
+    IMTL-G's shrinking of the step to about the smallest task gradient.
+    ``target``: see :func:`target_norm`.
+    """
+    direction_cls = IMTLG
+
+
+@CALIBRATORS.register_module()
+class NormKeepingMGDA(_NormKeeping):
+    """MGDA-UB's direction with the norm of the naive sum (or of the largest
+    task gradient).
+
+    ``g = c * d`` with ``d`` the min-norm point of the convex hull of the
+    task gradients (Sener & Koltun, NeurIPS 2018; see :class:`MGDA`) and
+    ``c = |target| / |d|``. ``d`` conflicts with no task
+    (``g_t . d >= |d|^2``), and neither does ``c d``; the min-norm point is
+    short (zero at a Pareto-stationary point, where it stays zero), which is
+    what the rescaling undoes. ``target``: see :func:`target_norm`.
+    """
+    direction_cls = MGDA
+
+
+@CALIBRATORS.register_module()
+class DBMTL(BaseTaskCalibrator):
+    """Gradient-magnitude balancing of DB-MTL (dual balancing).
+
+    Lin et al., "Dual-Balancing for Multi-Task Learning", arXiv 2308.12029
+    (2023). Every task gradient is scaled to the largest task-gradient norm,
+    then they are summed: ``g = max_k |g_k| * sum_t g_t / |g_t|``, i.e.
+    ``a_t = max_k sqrt(M_kk) / sqrt(M_tt)``. No task is shrunk: the largest
+    keeps its step and the others are raised to it.
+
+    Two parts of the paper are left out, on purpose: its loss-scale balancing
+    (training on ``log L_t``) only changes the common factor of this rule
+    when applied on the shared feature, and its exponential moving average of
+    the task gradients would store a copy of every task gradient (the
+    junction works on the Gram matrix only).
+    """
+
+    def _weights(self, gram: Tensor) -> Tensor:
+        norms = torch.sqrt(torch.diagonal(gram))
+        return norms.max() / norms
+
+
+@CALIBRATORS.register_module()
+class MetaBalance(BaseTaskCalibrator):
+    """Gradient magnitudes moved part of the way to the largest one.
+
+    He et al., "MetaBalance: Improving Multi-Task Recommendations via
+    Adapting Gradient Magnitudes of Auxiliary Tasks", WWW 2022: an auxiliary
+    gradient becomes ``g_t (r |g_tar| / |g_t| + 1 - r)`` with relax factor
+    ``r``. Here the target is the largest task gradient (no task is singled
+    out as the main one): ``a_t = 1 - r + r max_k |g_k| / |g_t|``, so
+    ``|a_t g_t| = (1 - r) |g_t| + r max_k |g_k|``. ``r = 0`` is the plain sum,
+    ``r = 1`` is :class:`DBMTL`'s equal magnitudes; in between the larger
+    task keeps a larger share of the step. That share, not the overall
+    length, is what an Adam-type optimizer sees (a common factor on every
+    gradient into the shared layers is normalised away), so this is the knob
+    between naive learning and equal shares. The paper's moving average of
+    the norms is left out (per step, as the other calibrators).
+
+    Args:
+        relax: ``r`` in [0, 1].
+    """
+
+    def __init__(self, relax: float = 0.5) -> None:
+        if not 0.0 <= relax <= 1.0:
+            raise ValueError(f'MetaBalance relax must be in [0, 1], got {relax}')
+        self.relax = relax
+
+    def _weights(self, gram: Tensor) -> Tensor:
+        norms = torch.sqrt(torch.diagonal(gram))
+        return 1.0 - self.relax + self.relax * norms.max() / norms
+
+    def __repr__(self) -> str:
+        return f'MetaBalance(relax={self.relax})'

@@ -83,7 +83,10 @@ class FullerOptimWrapper(OptimWrapper):
     module name is inserted after ``fuller/``):
 
     - ``task_cos`` (mean pairwise cosine of the task gradients; with T > 2
-      also ``task_cos/a-b``), ``grad_norm/<task>``, ``weight/<task>``;
+      also ``task_cos/a-b``), ``grad_norm/<task>``, ``weight/<task>``,
+      ``grad_norm_after/<task>`` (``|a_t| |g_t|``, the task's share of the
+      calibrated gradient), ``shared_norm_before`` / ``_after`` (norm of the
+      plain sum / of the calibrated gradient into the shared backbone);
     - ``grad_norm/<modality>``, ``grad_norm_after/<modality>``,
       ``cam_lid_ratio_before`` / ``_after`` (norm ratio of the first two
       modalities, named by their first three letters).
@@ -218,9 +221,18 @@ class FullerOptimWrapper(OptimWrapper):
             if rec['kind'] == 'task':
                 gram = rec['gram'] / scale**2
                 norms = torch.sqrt(torch.clamp(torch.diagonal(gram), min=0))
+                weights = rec['weights'].to(gram.dtype)
+                # what reaches the shared backbone: each task's share a_t g_t
+                # and the whole g, against the plain sum (from M = G G^T)
+                for key, w in (('shared_norm_before', torch.ones_like(weights)),
+                               ('shared_norm_after', weights)):
+                    out[prefix + key] = float(
+                        torch.sqrt(torch.clamp(w @ gram @ w, min=0)))
                 cos = []
                 for i in range(len(names)):
                     out[f'{prefix}grad_norm/{names[i]}'] = float(norms[i])
+                    out[f'{prefix}grad_norm_after/{names[i]}'] = float(
+                        abs(weights[i]) * norms[i])
                     out[f'{prefix}weight/{names[i]}'] = float(
                         rec['weights'][i])
                     for j in range(i + 1, len(names)):

@@ -6,16 +6,17 @@ Layout under ``out_dir`` (what ``nuscenes.NuScenes`` and ``NuScenesMap`` read):
 ``samples/<channel>/`` key frames and ``sweeps/<channel>/`` intermediate
 frames (LiDAR ``.pcd.bin`` with x, y, z, intensity, ring; camera ``.jpg``).
 
-With at most 10 scenes the set is a ``v1.0-mini`` whose scene names come from
-nuScenes-mini's own train/val split, so every nuScenes tool that splits by
-scene name (the mmdet3d converter, the detection evaluator) works unchanged;
-with more it is a partial ``v1.0-trainval``.
+With at most 8 train and 2 val scenes the set is a ``v1.0-mini`` whose scene
+names come from nuScenes-mini's own train/val split, so every nuScenes tool
+that splits by scene name (the mmdet3d converter, the detection evaluator)
+works unchanged; a larger one is a partial ``v1.0-trainval``. The default set
+of the tools (``DEFAULT_SET``) has 12 scenes, 4 of them val (40 val samples).
 """
 import json
 import os
 import os.path as osp
 import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -48,18 +49,37 @@ KEYFRAME_US = 500_000  # 2 Hz key frames
 LIDAR_PERIOD_US = 50_000  # 20 Hz LiDAR
 CAMERA_PERIOD_US = 83_333  # 12 Hz cameras
 ANNOTATION_RANGE = 60.0  # metres around the ego vehicle
+#: The default set of tools/make_synthetic_nuscenes.py, `make data` and the
+#: demo: 8 train scenes (80 samples) and 4 val scenes (40 samples).
+DEFAULT_SET = dict(num_scenes=12, num_val_scenes=4, samples_per_scene=10)
+#: What the generator draws; changes when the content changes (2: heading
+#: cue, motion along the heading). Written to ``synthetic_nuscenes.json``.
+GENERATOR_VERSION = 2
+SUMMARY_FILE = 'synthetic_nuscenes.json'
 
 
-def split_scene_names(num_scenes: int) -> Tuple[str, List[str], List[str]]:
-    """(version, train names, val names) in the proportions of nuScenes-mini
-    (8 train / 2 val out of 10)."""
+def split_scene_names(
+        num_scenes: int,
+        num_val: Optional[int] = None) -> Tuple[str, List[str], List[str]]:
+    """(version, train names, val names).
+
+    ``num_val`` val scenes (default: the proportion of nuScenes-mini, 2 of
+    10). A split that fits nuScenes-mini's (at most 8 train / 2 val scenes)
+    is a ``v1.0-mini`` with its scene names, a larger one a partial
+    ``v1.0-trainval`` with names from nuScenes' train / val lists, so every
+    tool that splits by scene name works unchanged.
+    """
     from nuscenes.utils import splits
     if num_scenes < 2:
         raise ValueError(f'need at least 2 scenes (one train, one val), got '
                          f'{num_scenes}')
-    n_val = max(1, int(round(num_scenes * 0.2)))
+    n_val = max(1, int(round(num_scenes * 0.2))) if num_val is None \
+        else int(num_val)
     n_train = num_scenes - n_val
-    if num_scenes <= 10:
+    if not 1 <= n_val < num_scenes:
+        raise ValueError(f'need 1 to {num_scenes - 1} val scenes of '
+                         f'{num_scenes}, got {n_val}')
+    if n_train <= len(splits.mini_train) and n_val <= len(splits.mini_val):
         return 'v1.0-mini', splits.mini_train[:n_train], splits.mini_val[:n_val]
     if n_train > len(splits.train) or n_val > len(splits.val):
         raise ValueError(f'at most {len(splits.train) + len(splits.val)} '
@@ -73,6 +93,8 @@ class SyntheticNuScenes:
     Args:
         out_dir: dataset root to write (created).
         num_scenes: scenes (>= 2); scene i lies in location i % 2.
+        num_val_scenes: how many of them are val scenes (the last ones;
+            default 20%, as nuScenes-mini).
         samples_per_scene: key frames per scene (2 Hz).
         seed: everything written is a function of the arguments.
         image_size: (width, height) of the camera images; intrinsics are
@@ -84,6 +106,7 @@ class SyntheticNuScenes:
 
     def __init__(self, out_dir: str, num_scenes: int = 10,
                  samples_per_scene: int = 10, seed: int = 0,
+                 num_val_scenes: Optional[int] = None,
                  image_size: Sequence[int] = (480, 270), lidar_sweeps: int = 1,
                  camera_sweeps: int = 1, azimuths: int = 1024,
                  verbose: bool = True):
@@ -95,7 +118,7 @@ class SyntheticNuScenes:
                              '2 Hz key frames')
         self.out_dir = out_dir
         self.version, self.train_names, self.val_names = split_scene_names(
-            num_scenes)
+            num_scenes, num_val_scenes)
         self.num_scenes, self.samples = num_scenes, samples_per_scene
         self.seed, self.image_size = seed, tuple(int(v) for v in image_size)
         self.lidar_sweeps, self.camera_sweeps = lidar_sweeps, camera_sweeps
@@ -132,12 +155,18 @@ class SyntheticNuScenes:
         for name, records in self.tables.items():
             with open(osp.join(table_dir, f'{name}.json'), 'w') as f:
                 json.dump(records, f, indent=1)
-        return dict(version=self.version, scenes=len(names),
-                    samples=len(self.tables['sample']),
-                    annotations=len(self.tables['sample_annotation']),
-                    instances=len(self.tables['instance']),
-                    seconds=round(time.time() - t_start, 1),
-                    bytes=_tree_size(self.out_dir))
+        summary = dict(version=self.version, scenes=len(names),
+                       val_scenes=len(self.val_names),
+                       samples=len(self.tables['sample']),
+                       val_samples=len(self.val_names) * self.samples,
+                       annotations=len(self.tables['sample_annotation']),
+                       instances=len(self.tables['instance']),
+                       generator_version=GENERATOR_VERSION, seed=self.seed)
+        with open(osp.join(self.out_dir, SUMMARY_FILE), 'w') as f:
+            json.dump(summary, f, indent=1)  # no timings: same args, same bytes
+        summary['seconds'] = round(time.time() - t_start, 1)
+        summary['bytes'] = _tree_size(self.out_dir)
+        return summary
 
     # ------------------------------------------------------- static tables
     def _static_tables(self) -> None:
@@ -204,6 +233,10 @@ class SyntheticNuScenes:
         agent_refl = np.array([a.reflectivity for a in agents])
         agent_rgb = np.array([a.color for a in agents], np.float32).reshape(
             -1, 3)
+        # the heading cue (front part marked in both sensors): agents with a
+        # heading; cones are round (nuScenes does not score their yaw)
+        cued = np.array([a.name != 'traffic_cone' for a in agents]
+                        + [False] * len(static), bool)
 
         def world_boxes(tau):
             return np.concatenate([boxes_at(agents, tau), static])
@@ -239,7 +272,7 @@ class SyntheticNuScenes:
                         world, sensor2global, boxes,
                         np.concatenate([agent_refl, static_refl]),
                         np.random.default_rng(int(sd_tok[:8], 16)),
-                        self.azimuths)
+                        self.azimuths, cued)
                     pts.tofile(path)
                     if key:
                         lidar_hits[k] = np.bincount(
@@ -251,7 +284,7 @@ class SyntheticNuScenes:
                     img, vis, tot = render_camera(
                         world, sensor2global, calib[channel][2],
                         self.image_size, boxes,
-                        np.concatenate([agent_rgb, static_rgb]))
+                        np.concatenate([agent_rgb, static_rgb]), cued)
                     cv2.imwrite(path, img[:, :, ::-1],
                                 [cv2.IMWRITE_JPEG_QUALITY, 92])
                     if key:

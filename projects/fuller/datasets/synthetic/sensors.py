@@ -6,6 +6,11 @@ Both sensors share one ray caster, so a box that a camera sees is where the
 LiDAR hits it. Road paint is bright in the images but only slightly brighter
 than asphalt in LiDAR intensity: map layers are mostly a camera cue, object
 geometry mostly a LiDAR cue.
+
+Heading cue: the front third of every agent but traffic cones (along its yaw,
+the direction it moves in) is marked in both sensors, a retro-reflective band in the LiDAR
+intensity and a turquoise paint in the images, so that the front can be told
+from the back (a plain box looks the same both ways round).
 """
 import math
 from dataclasses import dataclass
@@ -137,6 +142,44 @@ def cast_rays(origin: np.ndarray, dirs: np.ndarray, boxes: np.ndarray,
     return Hits(t, target, normal, total)
 
 
+# -------------------------------------------------------------- heading cue
+#: share of a cued box's length, at its front, that carries the cue
+FRONT_SHARE = 1.0 / 3.0
+#: LiDAR intensity added to hits on the front part (retro-reflective band)
+FRONT_INTENSITY = 40.0
+#: camera colour of the front part, mixed with the box colour
+FRONT_RGB = np.array([20.0, 210.0, 230.0], np.float32)
+FRONT_MIX = 0.7
+
+
+def front_hits(points: np.ndarray, boxes: np.ndarray, target: np.ndarray,
+               cued: Optional[np.ndarray] = None) -> np.ndarray:
+    """Which hits lie on the front part of their box.
+
+    Args:
+        points: (R, 3) global hit points.
+        boxes: (B, 7) boxes (cx, cy, cz, l, w, h, yaw); the front is at
+            +l/2 along the yaw.
+        target: (R,) hit box index (< 0: no box).
+        cued: (B,) bool, the boxes that carry the cue (None: all).
+
+    Returns:
+        (R,) bool: the hit's coordinate along the box heading is in the
+        front ``FRONT_SHARE`` of the box length.
+    """
+    out = np.zeros(len(points), bool)
+    obj = target >= 0
+    if cued is not None:
+        obj &= np.asarray(cued, bool)[np.maximum(target, 0)]
+    if not obj.any():
+        return out
+    b = boxes[target[obj]]
+    along = ((points[obj, 0] - b[:, 0]) * np.cos(b[:, 6])
+             + (points[obj, 1] - b[:, 1]) * np.sin(b[:, 6]))
+    out[obj] = along > b[:, 3] * (0.5 - FRONT_SHARE)
+    return out
+
+
 # -------------------------------------------------------------------- LiDAR
 #: mean LiDAR intensity per ground class: paint is only slightly brighter
 GROUND_INTENSITY = np.array([14.0, 9.0, 11.0, 7.0, 15.0, 15.0, 15.0, 15.0])
@@ -145,13 +188,17 @@ BUILDING_INTENSITY = 12.0
 
 def scan_lidar(world: World, lidar2global: np.ndarray, boxes: np.ndarray,
                reflectivity: np.ndarray, rng: np.random.Generator,
-               azimuths: int = 1024) -> Tuple[np.ndarray, np.ndarray]:
+               azimuths: int = 1024,
+               cued: Optional[np.ndarray] = None
+               ) -> Tuple[np.ndarray, np.ndarray]:
     """One LiDAR sweep.
 
     Args:
         lidar2global: (4, 4) pose of the sensor.
         boxes: (B, 7) boxes in the global frame (agents first, then
             buildings); ``reflectivity`` (B,) their mean intensities.
+        cued: (B,) bool, boxes whose front part reflects ``FRONT_INTENSITY``
+            more (None: none).
     Returns:
         points (P, 5) float32 in the LiDAR frame (x, y, z, intensity, ring)
         and the hit box index of every point (-1 for ground).
@@ -185,6 +232,8 @@ def scan_lidar(world: World, lidar2global: np.ndarray, boxes: np.ndarray,
     cls = world.ground_class(pts_global[ground, :2])
     intensity[ground] = GROUND_INTENSITY[cls]
     intensity[~ground] = reflectivity[tgt[~ground]]
+    if cued is not None:
+        intensity[front_hits(pts_global, boxes, tgt, cued)] += FRONT_INTENSITY
     intensity += rng.normal(0.0, 5.0, len(r))
     intensity *= 1.0 - 0.35 * r / LIDAR_MAX_RANGE
     intensity = np.clip(np.round(intensity), 0, 255)
@@ -227,9 +276,12 @@ HAZE_RGB = np.array([190.0, 205.0, 220.0], np.float32)
 
 def render_camera(world: World, cam2global: np.ndarray, intrinsics: np.ndarray,
                   size: Tuple[int, int], boxes: np.ndarray,
-                  colors: np.ndarray) -> Tuple[np.ndarray, np.ndarray,
-                                               np.ndarray]:
+                  colors: np.ndarray, cued: Optional[np.ndarray] = None
+                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Renders one RGB image (H, W, 3) uint8 of the world.
+
+    ``cued`` (B,) bool: boxes whose front part is painted ``FRONT_RGB``
+    (mixed with their colour; None: none).
 
     Returns the image and, per box, the pixels where it is visible and the
     pixels it covers ignoring occlusion (for nuScenes' visibility levels).
@@ -259,7 +311,12 @@ def render_camera(world: World, cam2global: np.ndarray, intrinsics: np.ndarray,
     # Boxes.
     obj = hits.target >= 0
     shade = 0.45 + 0.55 * np.clip(hits.normal[obj] @ SUN, 0, 1)
-    rgb[obj] = colors[hits.target[obj]] * shade[:, None]
+    base = colors[hits.target[obj]]
+    if cued is not None:
+        front = front_hits(origin + dirs[obj] * hits.t[obj, None], boxes,
+                           hits.target[obj], cued)
+        base[front] = (1 - FRONT_MIX) * base[front] + FRONT_MIX * FRONT_RGB
+    rgb[obj] = base * shade[:, None]
     # Haze with distance.
     far = ~sky
     fog = 1.0 - np.exp(-hits.t[far] / 300.0)
