@@ -3,7 +3,9 @@
 (A module of its own, not conftest.py: several test folders have a
 conftest.py, and ``from conftest import ...`` would be ambiguous.)
 """
+import copy
 import os.path as osp
+from typing import Dict, List, Tuple
 
 from mmengine.config import Config
 
@@ -20,3 +22,80 @@ def build_model(model_cfg):
     """Build a model config with the mmdet3d ``MODELS`` registry."""
     from fuller.registry import MODELS
     return MODELS.build(model_cfg)
+
+
+def reduce_paper_model(model_cfg=None, half_range: float = 54.0):
+    """The paper model (``model`` of a ``configs/fuller/fuller_nus_*`` config,
+    default the base one) at a 64x176 input, the sparse-conv LiDAR encoder
+    (CUDA only) swapped for pillars on the same 0.6 m decoder grid, no
+    pretrained download. Every other part is the paper's.
+
+    ``half_range`` < 54 shrinks the BEV range (same cell sizes, fewer cells:
+    12 m gives a 40x40 decoder grid and a 48x48 map), which keeps every
+    module and its size but costs a fraction of the compute.
+    """
+    r = float(half_range)
+    pcr = [-r, -r, -5.0, r, r, 3.0]
+    cfg = copy.deepcopy(
+        model_cfg or load_cfg('configs/_base_/models/bevfusion_nus.py').model)
+    cfg.img_backbone.init_cfg = None
+    cfg.view_transform.image_size = [64, 176]
+    cfg.view_transform.feature_size = [8, 22]
+    cfg.view_transform.xbound = cfg.view_transform.ybound = [-r, r, 0.3]
+    cfg.data_preprocessor.voxel_layer = dict(
+        max_num_points=20, point_cloud_range=pcr,
+        voxel_size=[0.6, 0.6, 8.0], max_voxels=(30000, 30000))
+    cfg.pts_voxel_encoder = dict(
+        type='PillarFeatureNet', in_channels=5, feat_channels=[64],
+        with_distance=False, voxel_size=[0.6, 0.6, 8.0],
+        point_cloud_range=pcr, legacy=False)
+    cells = int(round(2 * r / 0.6))
+    cfg.pts_middle_encoder = dict(
+        type='BEVPointPillarsScatter', in_channels=64,
+        output_shape=[cells, cells])
+    cfg.fusion_layer.in_channels = [80, 64]
+    if cfg.get('bbox_head'):
+        cfg.bbox_head.bbox_coder.pc_range = pcr
+    if cfg.get('seg_head'):
+        m = _map_half_range(r)
+        cfg.seg_head.input_bounds = [[-r, r, 0.6]] * 2
+        cfg.seg_head.output_bounds = [[-m, m, 0.5]] * 2
+    return cfg
+
+
+def _map_half_range(half_range: float) -> float:
+    return 50.0 if half_range >= 54.0 else float(half_range)
+
+
+def paper_batch(batch_size: int = 1, num_points: int = 2000, seed: int = 0,
+                half_range: float = 54.0):
+    """A synthetic batch for :func:`reduce_paper_model` (same half_range)."""
+    from fuller.models.synthetic import synthetic_batch
+    r, m = float(half_range), _map_half_range(half_range)
+    n_map = int(round(2 * m / 0.5))
+    return synthetic_batch(batch_size=batch_size, image_size=(64, 176),
+                           point_cloud_range=(-r, -r, -5.0, r, r, 3.0),
+                           map_size=(n_map, n_map), num_points=num_points,
+                           seed=seed)
+
+
+def loss_and_backward(model, wrapper_cfg: dict,
+                      batch: dict) -> Tuple[Dict, List[str]]:
+    """One training step without the optimizer update: the forward under
+    the wrapper's context (junctions armed, autocast for AMP wrappers), the
+    backward through the wrapper (calibration). Returns the loss dict and
+    the names of the trainable parameters left without a gradient (those
+    DistributedDataParallel would refuse without find_unused_parameters).
+    """
+    from mmengine.optim import build_optim_wrapper
+    model.train()
+    model.zero_grad(set_to_none=True)
+    wrapper = build_optim_wrapper(model, copy.deepcopy(wrapper_cfg))
+    with wrapper.optim_context(model):
+        data = model.data_preprocessor(copy.deepcopy(batch), True)
+        losses = model._run_forward(data, mode='loss')
+    loss, _ = model.parse_losses(losses)
+    wrapper.backward(loss)
+    missing = [n for n, p in model.named_parameters()
+               if p.requires_grad and p.grad is None]
+    return losses, missing
