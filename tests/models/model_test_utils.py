@@ -24,11 +24,13 @@ def build_model(model_cfg):
     return MODELS.build(model_cfg)
 
 
-def reduce_paper_model(model_cfg=None, half_range: float = 54.0):
+def reduce_paper_model(model_cfg=None, half_range: float = 54.0,
+                       image_size=(64, 176), map_step: float = 0.5):
     """The paper model (``model`` of a ``configs/fuller/fuller_nus_*`` config,
     default the base one) at a 64x176 input, the sparse-conv LiDAR encoder
     (CUDA only) swapped for pillars on the same 0.6 m decoder grid, no
-    pretrained download. Every other part is the paper's.
+    pretrained download. Every other part is the paper's. ``image_size``
+    (a multiple of 8) and a coarser ``map_step`` shrink it further.
 
     ``half_range`` < 54 shrinks the BEV range (same cell sizes, fewer cells:
     12 m gives a 40x40 decoder grid and a 48x48 map), which keeps every
@@ -39,8 +41,8 @@ def reduce_paper_model(model_cfg=None, half_range: float = 54.0):
     cfg = copy.deepcopy(
         model_cfg or load_cfg('configs/_base_/models/bevfusion_nus.py').model)
     cfg.img_backbone.init_cfg = None
-    cfg.view_transform.image_size = [64, 176]
-    cfg.view_transform.feature_size = [8, 22]
+    cfg.view_transform.image_size = list(image_size)
+    cfg.view_transform.feature_size = [s // 8 for s in image_size]
     cfg.view_transform.xbound = cfg.view_transform.ybound = [-r, r, 0.3]
     cfg.data_preprocessor.voxel_layer = dict(
         max_num_points=20, point_cloud_range=pcr,
@@ -59,7 +61,7 @@ def reduce_paper_model(model_cfg=None, half_range: float = 54.0):
     if cfg.get('seg_head'):
         m = _map_half_range(r)
         cfg.seg_head.input_bounds = [[-r, r, 0.6]] * 2
-        cfg.seg_head.output_bounds = [[-m, m, 0.5]] * 2
+        cfg.seg_head.output_bounds = [[-m, m, map_step]] * 2
     return cfg
 
 
@@ -68,15 +70,31 @@ def _map_half_range(half_range: float) -> float:
 
 
 def paper_batch(batch_size: int = 1, num_points: int = 2000, seed: int = 0,
-                half_range: float = 54.0):
-    """A synthetic batch for :func:`reduce_paper_model` (same half_range)."""
+                half_range: float = 54.0, image_size=(64, 176),
+                num_cams: int = 6, map_step: float = 0.5):
+    """A synthetic batch for :func:`reduce_paper_model` (same half_range,
+    image_size and map_step); ``num_cams`` < 6 keeps the first cameras of the ring (the
+    camera branch costs in proportion)."""
     from fuller.models.synthetic import synthetic_batch
     r, m = float(half_range), _map_half_range(half_range)
-    n_map = int(round(2 * m / 0.5))
-    return synthetic_batch(batch_size=batch_size, image_size=(64, 176),
-                           point_cloud_range=(-r, -r, -5.0, r, r, 3.0),
-                           map_size=(n_map, n_map), num_points=num_points,
-                           seed=seed)
+    n_map = int(round(2 * m / map_step))
+    batch = synthetic_batch(batch_size=batch_size, image_size=image_size,
+                            point_cloud_range=(-r, -r, -5.0, r, r, 3.0),
+                            map_size=(n_map, n_map), num_points=num_points,
+                            seed=seed)
+    return first_cameras(batch, num_cams)
+
+
+def first_cameras(batch: dict, num_cams: int) -> dict:
+    """Keep the first ``num_cams`` cameras of a synthetic batch (images and
+    their per-camera matrices), in place; returns the batch."""
+    batch['inputs']['imgs'] = [x[:num_cams] for x in batch['inputs']['imgs']]
+    for ds in batch['data_samples']:
+        ds.set_metainfo({
+            k: ds.metainfo[k][:num_cams]
+            for k in ('lidar2img', 'cam2img', 'lidar2cam', 'cam2lidar',
+                      'img_aug_matrix')})
+    return batch
 
 
 def loss_and_backward(model, wrapper_cfg: dict,

@@ -13,8 +13,9 @@ import os.path as osp
 import pytest
 import torch
 
-from model_test_utils import (REPO, build_model, load_cfg, loss_and_backward,
-                              paper_batch, reduce_paper_model)
+from model_test_utils import (REPO, build_model, first_cameras, load_cfg,
+                              loss_and_backward, paper_batch,
+                              reduce_paper_model)
 from fuller.models.ops import bev_pool
 from fuller.models.synthetic import synthetic_batch
 
@@ -26,16 +27,19 @@ FULLER_WRAPPER = dict(
     calibration=dict(inter=dict(type='IMTLG'), intra=dict(type='EqualNorm')))
 
 
-#: BEV half range of the reduced paper models here: every paper module at
-#: its paper width, on a 40x40 decoder grid (a fraction of 180x180's cost).
-PAPER_HALF_RANGE = 12.0
+#: The reduced paper models here: every paper module at its paper width, on
+#: a 20x20 decoder grid (6 m half range), a 12x12 map (1 m) and one 32x88
+#: camera: a small fraction of the paper size's cost (CPU float16/bfloat16
+#: convolutions are slow fallback kernels, ~100x float32's time).
+PAPER_SIZE = dict(half_range=6.0, image_size=(32, 88), map_step=1.0)
 
 
 def _model_cfg(path):
     """The model a config trains, made CPU-runnable (paper: reduced)."""
     model = load_cfg(path).model
-    return reduce_paper_model(model, PAPER_HALF_RANGE) if '_nus_' in path \
-        else model
+    if '_nus_' not in path:
+        return model
+    return reduce_paper_model(model, **PAPER_SIZE)
 
 
 def _key(path):
@@ -54,7 +58,6 @@ def _groups():
 
 GROUPS = _groups()
 AUTOCAST_MODELS = {'cpu': 'configs/fuller/fuller_cpu_naive.py',
-                   'cpu_centerhead': 'configs/fuller/fuller_cpu_centerhead.py',
                    'paper_reduced': 'configs/fuller/fuller_nus_naive.py'}
 _KEPT = {}
 
@@ -74,9 +77,11 @@ def _built(path):
 
 
 def _batch(path):
+    """Batch 1, one camera: every module runs (CPU float16/bfloat16 kernels
+    are slow, so the camera branch is kept to one view)."""
     if '_nus_' in path:
-        return paper_batch(batch_size=1, half_range=PAPER_HALF_RANGE)
-    return synthetic_batch(batch_size=1, num_points=1000)
+        return paper_batch(batch_size=1, num_cams=1, **PAPER_SIZE)
+    return first_cameras(synthetic_batch(batch_size=1, num_points=1000), 1)
 
 
 @pytest.mark.parametrize('paths', GROUPS,
