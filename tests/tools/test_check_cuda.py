@@ -5,7 +5,7 @@ with the GPUs hidden, so it runs the same on a machine with one GPU).
 The GPU items themselves need CUDA and are not run by the test suite."""
 import pytest
 import torch
-from conftest import REPO, free_port, run_tool
+from conftest import free_port, run_tool
 
 SCRIPT = 'tools/check_cuda.sh'
 
