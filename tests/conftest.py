@@ -9,6 +9,7 @@ built by tools/create_data.py. ``synthetic_nuscenes_cfg``: the CPU dataset confi
 ``nuscenes_demo``: the real nuScenes sample in ../shared/data/nuscenes-demo
 (skips with a message where it is missing).
 """
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -17,8 +18,10 @@ from dataclasses import dataclass
 import pytest
 
 REPO_ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
-NUSCENES_DEMO = osp.abspath(osp.join(REPO_ROOT, '..', 'shared', 'data',
-                                     'nuscenes-demo'))
+# FULLER_NUSCENES_DEMO: the sample elsewhere (e.g. a checkout in a worktree
+# folder, whose ../shared is not the project's)
+NUSCENES_DEMO = os.environ.get('FULLER_NUSCENES_DEMO') or osp.abspath(
+    osp.join(REPO_ROOT, '..', 'shared', 'data', 'nuscenes-demo'))
 SYNTH_CPU_CONFIG = osp.join(REPO_ROOT, 'configs', '_base_', 'datasets',
                             'nuscenes_synth_cpu.py')
 

@@ -11,6 +11,9 @@ The tables load with ``nuscenes.NuScenes(version, dataroot)``, the maps with
 """
 import argparse
 import json
+import os
+import os.path as osp
+import sys
 
 from fuller.datasets.synthetic import generate
 
@@ -33,11 +36,18 @@ def parse_args(argv=None):
     p.add_argument('--azimuths', type=int, default=1024,
                    help='LiDAR columns per revolution (32 rings)')
     p.add_argument('--quiet', action='store_true')
+    p.add_argument('--overwrite', action='store_true',
+                   help='write into an --out folder that is not empty '
+                   '(default: refuse; files of the same name are replaced)')
     return p.parse_args(argv)
 
 
 def main(argv=None):
     a = parse_args(argv)
+    if osp.isdir(a.out) and os.listdir(a.out) and not a.overwrite:
+        sys.exit(f'tools/make_synthetic_nuscenes.py: error: {a.out} is not '
+                 'empty: choose a new --out folder, or pass --overwrite to '
+                 'replace the files the generator writes there')
     summary = generate(a.out, num_scenes=a.scenes,
                        samples_per_scene=a.samples_per_scene, seed=a.seed,
                        image_size=tuple(a.image_size),

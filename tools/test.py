@@ -1,6 +1,7 @@
 """Evaluate a FULLER-3D checkpoint: nuScenes mAP/NDS and BEV map mIoU.
 
     python tools/test.py CONFIG CKPT [--work-dir DIR] [--out metrics.json]
+                         [--allow-partial] [--validate-only]
                          [--launcher {none,pytorch,slurm}] [--cfg-options ...]
 
 The metrics are printed and saved as JSON (default:
@@ -14,10 +15,11 @@ import sys
 from typing import List, Optional
 
 import fuller  # noqa: F401 (registers the plugin)
+from fuller.engine.preflight import fail, validate_test
 from fuller.engine.runner_setup import (DictAction, UserInputError,
-                                        build_runner, check_data_paths,
-                                        configure_launcher, default_work_dir,
-                                        load_config, set_data_root)
+                                        build_runner, configure_launcher,
+                                        default_work_dir, load_config,
+                                        set_data_root)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -35,6 +37,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         metavar='KEY=VALUE', help='override config entries')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'],
                         default='none', help='job launcher (dist_test.sh sets pytorch)')
+    parser.add_argument('--allow-partial', action='store_true',
+                        help='load the checkpoint weights that fit the model '
+                        'and leave the others at init (default: refuse a '
+                        'checkpoint that does not fit the config)')
+    parser.add_argument('--validate-only', action='store_true',
+                        help='check config, checkpoint and data, then exit '
+                        '(dist_test.sh runs this once before torchrun)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
                         help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -57,25 +66,36 @@ def main(argv: Optional[List[str]] = None) -> dict:
         cfg = load_config(args.config, args.cfg_options)
         if args.data_root:
             set_data_root(cfg, args.data_root)
-        if not osp.isfile(args.checkpoint):
-            raise UserInputError(f'checkpoint not found: {args.checkpoint}')
         configure_launcher(cfg, args.launcher)
         cfg.work_dir = args.work_dir or cfg.get('work_dir') or default_work_dir(args.config)
         cfg.load_from = args.checkpoint
         cfg.resume = False
-        check_data_paths(cfg, ['test_dataloader'])
+        if args.out and osp.exists(args.out):
+            raise UserInputError(f'--out {args.out} already exists: choose '
+                                 'another file name (results are never '
+                                 'overwritten)')
+        partial_note = validate_test(cfg, args.checkpoint, args.launcher,
+                                     allow_partial=args.allow_partial,
+                                     check_env=not args.validate_only)
     except UserInputError as err:
-        sys.exit(f'tools/test.py: error: {err}')
+        fail('tools/test.py', err)
+    if partial_note:
+        print(f'tools/test.py: warning: {partial_note}', file=sys.stderr)
+    if args.validate_only:
+        return {}
 
     from mmengine.dist import is_main_process
-    runner = build_runner(cfg)
+    runner = build_runner(cfg, mode='test')
+    if partial_note:
+        runner.logger.warning(partial_note)
     metrics = _jsonable(runner.test())
     if is_main_process():
         out = args.out or osp.join(cfg.work_dir, f'metrics_{runner.timestamp}.json')
         os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-        with open(out, 'w') as f:
+        with open(out, 'x') as f:
             json.dump(dict(config=args.config, checkpoint=args.checkpoint,
-                           metrics=metrics), f, indent=2)
+                           partial_load=partial_note, metrics=metrics), f,
+                      indent=2)
         runner.logger.info(f'metrics saved to {out}')
     return metrics
 

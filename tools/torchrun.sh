@@ -12,6 +12,12 @@ if [[ -z "${PYTHON:-}" ]]; then
 fi
 # Keep each process to its share of the cores (torch otherwise oversubscribes).
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( $(nproc) / NPROC > 0 ? $(nproc) / NPROC : 1 ))}"
+# Check config, checkpoint, data and work dir once before torchrun starts the
+# ranks: a bad input ends here, its one-line message last, instead of once per
+# rank under torchrun's failure report (FULLER_NO_PREFLIGHT=1 skips it).
+if [[ -z "${FULLER_NO_PREFLIGHT:-}" ]]; then
+  "$PYTHON" "$@" --validate-only
+fi
 exec "$PYTHON" -m torch.distributed.run \
   --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
   --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \

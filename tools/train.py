@@ -8,17 +8,17 @@ Multi-GPU / multi-node: tools/dist_train.sh, tools/slurm_train.sh.
 """
 import argparse
 import os.path as osp
-import sys
 from typing import List, Optional
 
 # The plugin is installed editable; importing it registers every module and
 # makes checkpoints written by mmengine loadable on torch >= 2.6.
 import fuller  # noqa: F401
+from fuller.engine.preflight import fail, validate_train
 from fuller.engine.runner_setup import (DictAction, UserInputError, apply_amp,
-                                        build_runner, check_data_paths,
-                                        check_fresh_work_dir, configure_launcher,
+                                        build_runner, configure_launcher,
                                         default_work_dir, load_config,
                                         set_data_root)
+from fuller.engine.graceful_stop import add_graceful_stop
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -44,6 +44,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'e.g. train_cfg.max_epochs=3 optim_wrapper.calibration.inter=None')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'],
                         default='none', help='job launcher (dist_train.sh sets pytorch)')
+    parser.add_argument('--validate-only', action='store_true',
+                        help='check config, data and work dir, then exit '
+                        '(dist_train.sh runs this once before torchrun)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
                         help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -66,6 +69,8 @@ def build_config(args: argparse.Namespace):
             if not osp.isfile(args.resume):
                 raise UserInputError(f'--resume: checkpoint not found: {args.resume}')
             cfg.load_from = args.resume
+    # SIGTERM / Ctrl-C: finish the iteration, save it, exit (143 / 130).
+    add_graceful_stop(cfg)
     if args.seed is not None or args.deterministic:
         # Config.setdefault hands back a detached copy: assign explicitly.
         randomness = dict(cfg.get('randomness') or {})
@@ -80,11 +85,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     try:
         cfg = build_config(args)
-        check_data_paths(cfg, ['train_dataloader', 'val_dataloader'])
-        if not cfg.get('resume'):
-            check_fresh_work_dir(cfg.work_dir)
+        validate_train(cfg, args.resume, args.launcher,
+                       check_env=not args.validate_only)
     except UserInputError as err:
-        sys.exit(f'tools/train.py: error: {err}')
+        fail('tools/train.py', err)
+    if args.validate_only:
+        return
 
     build_runner(cfg).train()
 

@@ -17,12 +17,12 @@ optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.05, momentum=0.9),
     clip_grad=dict(max_norm=10.0))
 
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=2)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=2)
 param_scheduler = [dict(type='MultiStepLR', milestones=[2], gamma=0.5, by_epoch=True)]
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=2),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=5))
+    checkpoint=dict(type='AtomicCheckpointHook', interval=1, max_keep_ckpts=5))
 visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
 randomness = dict(seed=0)
 # Writes params_rank{R}.pth at the end: lets tests compare distributed ranks.

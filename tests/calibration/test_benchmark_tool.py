@@ -1,20 +1,14 @@
 """tools/benchmark_calibration.py end to end at a tiny size."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+from fuller.testing.tools import load_tool
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_calibration', REPO / 'tools' / 'benchmark_calibration.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('benchmark_calibration')
 
 
 def test_benchmark_runs_and_counts_backward_passes(tmp_path, capsys):

@@ -15,6 +15,8 @@ from mmengine.runner import Runner
 import fuller  # noqa: F401  (registers everything)
 import fuller.testing  # noqa: F401
 from fuller.engine import FullerAmpOptimWrapper, FullerOptimWrapper
+from fuller.engine.optim_wrapper import model_device_type
+from fuller.testing.processes import cpu_ranks_env
 from fuller.testing.toy import ToyFusionModel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -250,11 +252,14 @@ def test_hook_switches_levels(tmp_path):
 
 
 def test_bf16_autocast_on_cpu(tmp_path):
+    # No device_type: autocast follows the model (CPU here; on a GPU machine
+    # the Runner puts the model on CUDA and the same checks hold there).
     runner, before, after_training = _train(
         _config(tmp_path, COMBOS['both'], wrapper='FullerAmpOptimWrapper',
-                dtype='bfloat16', device_type='cpu'))
+                dtype='bfloat16'))
     wrapper = runner.optim_wrapper
     assert isinstance(wrapper, FullerAmpOptimWrapper)
+    assert wrapper.device_type == model_device_type(runner.model)
     assert wrapper.loss_scaler is None
     loss = torch.as_tensor(_history(runner, 'train/loss'))
     assert torch.isfinite(loss).all()
@@ -263,10 +268,58 @@ def test_bf16_autocast_on_cpu(tmp_path):
     assert abs(ratio - 1).max() < 1e-2  # bfloat16 gradients
     # The forward pass really runs in bfloat16 under the wrapper's context.
     model = runner.model
-    inputs = dict(camera=torch.randn(1, 3, 8, 8),
-                  lidar=torch.randn(1, 2, 8, 8))
+    device = next(model.parameters()).device
+    inputs = dict(camera=torch.randn(1, 3, 8, 8, device=device),
+                  lidar=torch.randn(1, 2, 8, 8, device=device))
     with wrapper.optim_context(model):
         assert model(inputs)['det'].dtype == torch.bfloat16
+
+
+def test_autocast_device_follows_the_model(monkeypatch):
+    """A CPU model gets CPU autocast even where CUDA is available (the
+    wrapper must not ask torch.cuda.is_available())."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    model = ToyFusionModel(channels=4)
+    wrapper = FullerAmpOptimWrapper(
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    assert wrapper.device_type is None  # not guessed before the model is seen
+    inputs = dict(camera=torch.randn(2, 3, 8, 8),
+                  lidar=torch.randn(2, 2, 8, 8))
+    with wrapper.optim_context(model):
+        out = model(inputs)
+    assert wrapper.device_type == 'cpu'
+    assert wrapper.cast_dtype == torch.bfloat16 and wrapper.loss_scaler is None
+    assert out['det'].dtype == torch.bfloat16
+    wrapper.update_params(sum(o.float().pow(2).mean() for o in out.values()))
+    # An explicit device that contradicts the model is explained.
+    other = FullerAmpOptimWrapper(
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        device_type='cuda')
+    with pytest.raises(RuntimeError, match='the model is on'):
+        with other.optim_context(model):
+            pass
+
+
+def test_fp16_scaler_state_resumes_before_first_step():
+    """Resume loads the optimizer state before the model's device is known:
+    the loss-scaler state must survive until the scaler exists."""
+    def wrapper_for(model):
+        return FullerAmpOptimWrapper(
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+            dtype='float16', loss_scale=dict(init_scale=512.0))
+    model = ToyFusionModel(channels=4)
+    saved = wrapper_for(model)
+    with saved.optim_context(model):
+        out = model(dict(camera=torch.randn(2, 3, 8, 8),
+                         lidar=torch.randn(2, 2, 8, 8)))
+    saved.update_params(sum(o.float().pow(2).mean() for o in out.values()))
+    state = saved.state_dict()
+    resumed = wrapper_for(model)
+    resumed.load_state_dict(state)
+    assert resumed.state_dict()['loss_scaler'] == state['loss_scaler']
+    with resumed.optim_context(model):
+        pass
+    assert resumed.loss_scaler.get_scale() == saved.loss_scaler.get_scale()
 
 
 def test_fp16_grad_scaler_skips_overflow():
@@ -321,7 +374,11 @@ def _ddp_worker(rank, port, work_dir, out):
     torch.distributed.destroy_process_group()
 
 
-def test_ddp_sync_gives_identical_weights(tmp_path):
+def test_ddp_sync_gives_identical_weights(tmp_path, monkeypatch):
+    # Two gloo ranks on CPU, even on a one-GPU machine (the spawned workers
+    # read the environment at start).
+    for key, value in cpu_ranks_env(2).items():
+        monkeypatch.setenv(key, value)
     out = str(tmp_path / 'result')
     mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path), out), nprocs=2)
     r0, r1 = (torch.load(f'{out}_{r}.pth', weights_only=False)

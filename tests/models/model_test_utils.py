@@ -4,13 +4,16 @@
 conftest.py, and ``from conftest import ...`` would be ambiguous.)
 """
 import copy
+import os
 import os.path as osp
 from typing import Dict, List, Tuple
 
 from mmengine.config import Config
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-DEMO = osp.abspath(osp.join(REPO, '..', 'shared', 'data', 'nuscenes-demo'))
+# the real nuScenes sample; FULLER_NUSCENES_DEMO as in tests/conftest.py
+DEMO = os.environ.get('FULLER_NUSCENES_DEMO') or osp.abspath(
+    osp.join(REPO, '..', 'shared', 'data', 'nuscenes-demo'))
 
 
 def load_cfg(rel_path: str) -> Config:
@@ -26,36 +29,25 @@ def build_model(model_cfg):
 
 def reduce_paper_model(model_cfg=None, half_range: float = 54.0,
                        image_size=(64, 176), map_step: float = 0.5):
-    """The paper model (``model`` of a ``configs/fuller/fuller_nus_*`` config,
-    default the base one) at a 64x176 input, the sparse-conv LiDAR encoder
-    (CUDA only) swapped for pillars on the same 0.6 m decoder grid, no
-    pretrained download. Every other part is the paper's. ``image_size``
-    (a multiple of 8) and a coarser ``map_step`` shrink it further.
+    """``fuller.testing.paper_model_reduced`` (the paper model at a small
+    input, LiDAR on pillars) of ``model_cfg`` (a ``configs/fuller/
+    fuller_nus_*`` model, default the base one), shrunk further for tests
+    that only need every module to run once.
 
     ``half_range`` < 54 shrinks the BEV range (same cell sizes, fewer cells:
-    12 m gives a 40x40 decoder grid and a 48x48 map), which keeps every
-    module and its size but costs a fraction of the compute.
+    6 m gives a 20x20 decoder grid), ``image_size`` (a multiple of 8) the
+    input and ``map_step`` the map grid; every module keeps its paper size.
     """
+    from fuller.testing import paper_model_reduced
     r = float(half_range)
     pcr = [-r, -r, -5.0, r, r, 3.0]
     cfg = copy.deepcopy(
         model_cfg or load_cfg('configs/_base_/models/bevfusion_nus.py').model)
-    cfg.img_backbone.init_cfg = None
+    cfg.data_preprocessor.voxel_layer.point_cloud_range = pcr
+    cfg = paper_model_reduced(cfg)  # pillars on the range set above
     cfg.view_transform.image_size = list(image_size)
     cfg.view_transform.feature_size = [s // 8 for s in image_size]
     cfg.view_transform.xbound = cfg.view_transform.ybound = [-r, r, 0.3]
-    cfg.data_preprocessor.voxel_layer = dict(
-        max_num_points=20, point_cloud_range=pcr,
-        voxel_size=[0.6, 0.6, 8.0], max_voxels=(30000, 30000))
-    cfg.pts_voxel_encoder = dict(
-        type='PillarFeatureNet', in_channels=5, feat_channels=[64],
-        with_distance=False, voxel_size=[0.6, 0.6, 8.0],
-        point_cloud_range=pcr, legacy=False)
-    cells = int(round(2 * r / 0.6))
-    cfg.pts_middle_encoder = dict(
-        type='BEVPointPillarsScatter', in_channels=64,
-        output_shape=[cells, cells])
-    cfg.fusion_layer.in_channels = [80, 64]
     if cfg.get('bbox_head'):
         cfg.bbox_head.bbox_coder.pc_range = pcr
     if cfg.get('seg_head'):

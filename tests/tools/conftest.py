@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from fuller.testing.processes import with_default_signals
+
 REPO = Path(__file__).resolve().parents[2]
 TOY_CONFIG = 'configs/toy/toy_fuller.py'
 
@@ -23,8 +25,9 @@ def run_tool(*args, env=None, timeout=300, check=True):
     cmd = [str(a) for a in args]
     if cmd[0].endswith('.py'):
         cmd = [sys.executable] + cmd
-    proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+    # Default SIGINT/SIGTERM even when the suite runs as a background job.
+    proc = subprocess.run(with_default_signals(cmd), cwd=REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(
             f'{" ".join(cmd)} exited {proc.returncode}\n'

@@ -73,9 +73,12 @@ def test_amp_switches_wrapper():
 
 @pytest.mark.parametrize('argv, message', [
     (['tools/train.py', 'configs/nope.py'], 'config file not found: configs/nope.py'),
+    (['tools/train.py', 'configs/fuller/fuller_cpu_naive.py', '--data-root',
+      '/no/such/root'], 'data root not found: /no/such/root'),
+    # the toy dataset takes no data_root: a key no constructor reads
     (['tools/train.py', TOY_CONFIG, '--cfg-options',
       'train_dataloader.dataset.data_root=/no/such/root'],
-     'data root not found: /no/such/root'),
+     'train_dataloader.dataset has no "data_root" (ToyMultiTaskDataset takes: '),
     (['tools/test.py', TOY_CONFIG, 'missing.pth'], 'checkpoint not found: missing.pth'),
 ])
 def test_bad_input_is_one_line_error(tool, argv, message):

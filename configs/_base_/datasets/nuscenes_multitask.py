@@ -42,8 +42,12 @@ data_prefix = dict(
     CAM_BACK_RIGHT='samples/CAM_BACK_RIGHT')
 
 # 1600 x 900 images -> x0.38..0.55 (test 0.48) -> bottom 256 x 704 crop;
-# 9 previous LiDAR sweeps (10 in all); BEV rot +-22.5 deg, scale 0.9-1.1,
-# translation std 0.5 m, x/y flips.
+# 9 previous LiDAR sweeps (10 in all); BEV rot +-45 deg (upstream BEVFusion's
+# +-0.7854 rad), scale 0.9-1.1, translation std 0.5 m, x/y flips.
+# drivable_area labels: the map's drivable_area layer (MIT BEVFusion's
+# default); 'road_segment+lane' gives the union of those two layers instead.
+bev_rot_range = [-0.78539816, 0.78539816]
+drivable_area_source = 'drivable_area'
 train_pipeline, test_pipeline = multitask_pipelines(
     data_root=data_root,
     point_cloud_range=point_cloud_range,
@@ -53,6 +57,8 @@ train_pipeline, test_pipeline = multitask_pipelines(
     map_xbound=map_xbound,
     map_ybound=map_ybound,
     num_sweeps=9,
+    bev_rot_range=bev_rot_range,
+    drivable_area_source=drivable_area_source,
     class_names=class_names,
     map_classes=map_classes,
     cameras=cameras,

@@ -16,7 +16,10 @@ map_ybound = [-50.0, 50.0, 1.0]
 image_size = [64, 176]  # final (H, W)
 
 # 480 x 270 synthetic images -> x0.35..0.40 (test 0.3667: 176 x 99) ->
-# bottom 64 x 176 crop; no extra sweeps; dividers 1 cell (1 m) wide.
+# bottom 64 x 176 crop; no extra sweeps; dividers 1 cell (1 m) wide; the
+# CPU demo keeps its BEV rotation of +-22.5 deg (the paper config: +-45).
+bev_rot_range = [-0.3927, 0.3927]
+drivable_area_source = 'drivable_area'  # the map's layer, as the paper config
 train_pipeline, test_pipeline = multitask_pipelines(
     data_root=data_root,
     point_cloud_range=point_cloud_range,
@@ -26,6 +29,8 @@ train_pipeline, test_pipeline = multitask_pipelines(
     map_xbound=map_xbound,
     map_ybound=map_ybound,
     num_sweeps=0,
+    bev_rot_range=bev_rot_range,
+    drivable_area_source=drivable_area_source,
     map_line_width=1)
 
 train_dataloader = dict(

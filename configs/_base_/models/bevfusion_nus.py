@@ -22,6 +22,10 @@ model = dict(
         bgr_to_rgb=True,
         voxel=True,
         voxel_type='hard',
+        # 'torch': pure-torch hard voxeliser, same output as mmcv's kernel
+        # (checked tensor for tensor) without its serial CUDA kernel or its
+        # dense-grid clear on CPU; 'mmcv': mmcv's compiled Voxelization
+        voxelizer='torch',
         voxel_layer=dict(
             max_num_points=10,
             point_cloud_range=model_point_cloud_range,
@@ -110,6 +114,14 @@ model = dict(
         ffn_channels=256,
         head_channels=64,
         num_decoder_layers=1,
+        # query init as upstream: 3x3 local maxima of the heatmap, 1x1 for
+        # the small, closely packed pedestrians and traffic cones
+        nms_kernel_size=3,
+        class_names=[
+            'car', 'truck', 'construction_vehicle', 'bus', 'trailer',
+            'barrier', 'motorcycle', 'bicycle', 'pedestrian', 'traffic_cone'
+        ],
+        class_nms_kernel_sizes=dict(pedestrian=1, traffic_cone=1),
         bbox_coder=dict(
             type='TransFusionBBoxCoder',
             pc_range=model_point_cloud_range,
@@ -122,6 +134,7 @@ model = dict(
                 match_costs=[
                     dict(type='mmdet.FocalLossCost', gamma=2.0, alpha=0.25,
                          weight=0.15),
+                    # centres normalised by the box coder's pc_range
                     dict(type='BEVCenterL1Cost', weight=0.25),
                     dict(type='IoU3DCost', weight=0.25)
                 ]),

@@ -16,9 +16,13 @@
 #   per_sample    calibrate each sample of the batch separately.
 #   sync          under DDP, all-reduce the calibration statistics so all
 #                 ranks use identical weights.
+# fused=True: one AdamW kernel over all parameters (torch >= 2.4 on CPU).
+# torch's CPU default loops over the ~180 parameters in Python (with a
+# .item() per step counter), which cost ~4x the fused step; the update is
+# the same up to float rounding.
 optim_wrapper = dict(
     type='FullerOptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.01),
+    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.01, fused=True),
     clip_grad=dict(max_norm=35, norm_type=2),
     calibration=dict(
         inter=dict(type='Sum'),
@@ -34,7 +38,10 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs,
          T_max=max_epochs, eta_min=2e-5)
 ]
+# Resumable: --resume from a preemption checkpoint (tools/train.py on SIGTERM)
+# continues inside the interrupted epoch instead of restarting it.
 train_cfg = dict(
-    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
+    type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs,
+    val_interval=max_epochs)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')

@@ -20,8 +20,11 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs,
          T_max=max_epochs, eta_min=2e-8)
 ]
+# Resumable: --resume from a preemption checkpoint (tools/train.py on SIGTERM)
+# continues inside the interrupted epoch instead of restarting it.
 train_cfg = dict(
-    type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
+    type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs,
+    val_interval=max_epochs)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 # Learning rate above is for a total batch of 32 samples.

@@ -1,6 +1,7 @@
 """Gradient calibration (framework-free torch): calibrators and junctions."""
 from .base import (BaseModalityCalibrator, BaseTaskCalibrator,
-                   build_optional, combine, pairwise_dots)
+                   build_optional, combine, normalize_calibrator_cfg,
+                   pairwise_dots, registered_calibrators)
 from .junctions import (BaseJunction, JunctionState, ModalityJunction,
                         TaskJunction, calibrate_modalities, calibrate_tasks)
 from .modality_calibrators import EqualNorm, Identity
@@ -11,5 +12,5 @@ __all__ = [
     'calibrate_tasks', 'calibrate_modalities', 'BaseTaskCalibrator',
     'BaseModalityCalibrator', 'pairwise_dots', 'combine', 'Sum', 'IMTLG',
     'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL', 'Identity', 'EqualNorm',
-    'build_optional'
+    'build_optional', 'normalize_calibrator_cfg', 'registered_calibrators'
 ]

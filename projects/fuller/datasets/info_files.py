@@ -91,3 +91,25 @@ def create_nuscenes_infos(root_path: str, version: str = 'v1.0-trainval',
         mmengine.dump(infos, path)
         paths.append(path)
     return paths
+
+
+def create_gt_database(root_path: str, info_path: str,
+                       info_prefix: str = 'nuscenes') -> str:
+    """Writes the GT database of GT-paste (``ObjectSample``) with
+    MMDetection3D 1.4's own writer (``create_groundtruth_database`` of the
+    wheel's dataset converters), exactly as its nuScenes data preparation:
+    every annotated object of the train split (points of the key frame and
+    its sweeps inside the box, relative to the box's bottom centre) goes to
+    ``<root>/<prefix>_gt_database/<sample>_<class>_<i>.bin``, and
+    ``<root>/<prefix>_dbinfos_train.pkl`` lists them per class (name, path,
+    box, number of points, difficulty, group id). Returns the pkl path.
+    """
+    from mmdet3d.utils import register_all_modules
+
+    # its dataset/pipeline configs are spelled in mmdet3d's scope
+    register_all_modules(init_default_scope=True)
+    writer = _converter_module('create_gt_database')
+    writer.create_groundtruth_database('NuScenesDataset', root_path,
+                                       info_prefix,
+                                       osp.abspath(info_path))
+    return osp.join(root_path, f'{info_prefix}_dbinfos_train.pkl')

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 import shapely
 
-from .metainfo import MAP_CLASSES, MAP_LAYERS
+from .metainfo import (DEFAULT_DRIVABLE_AREA_SOURCE, DRIVABLE_AREA_SOURCES,
+                       MAP_CLASSES, MAP_LAYERS)
 
 MAP_EXPANSION_HINT = (
     'download the nuScenes "Map expansion" pack (v1.3 or newer) from '
@@ -60,9 +61,14 @@ class MapRasterizer:
     Args:
         data_root: dataset root holding ``maps/expansion/*.json``.
         classes: map classes (channels), in order.
-        layers: class -> map-expansion layers united into it.
+        layers: class -> map-expansion layers united into it (default
+            ``MAP_LAYERS``).
         xbound, ybound: (min, max, resolution) of the grid in metres.
         line_width: width in cells of line layers (dividers).
+        drivable_area_source: the layers of class ``drivable_area`` unless
+            ``layers`` names them: ``'drivable_area'`` (the map's
+            drivable_area layer, MIT BEVFusion's default) or
+            ``'road_segment+lane'`` (their union, MIT's ``drivable_area*``).
     """
 
     def __init__(self, data_root: str,
@@ -70,8 +76,17 @@ class MapRasterizer:
                  layers: Optional[Mapping[str, Sequence[str]]] = None,
                  xbound: Sequence[float] = (-50.0, 50.0, 0.5),
                  ybound: Sequence[float] = (-50.0, 50.0, 0.5),
-                 line_width: int = 2):
-        layers = dict(MAP_LAYERS if layers is None else layers)
+                 line_width: int = 2,
+                 drivable_area_source: str = DEFAULT_DRIVABLE_AREA_SOURCE):
+        if drivable_area_source not in DRIVABLE_AREA_SOURCES:
+            raise ValueError(
+                f'drivable_area_source={drivable_area_source!r}: use one of '
+                f'{sorted(DRIVABLE_AREA_SOURCES)}')
+        self.drivable_area_source = drivable_area_source
+        named = {} if layers is None else dict(layers)
+        layers = dict(MAP_LAYERS)
+        layers['drivable_area'] = DRIVABLE_AREA_SOURCES[drivable_area_source]
+        layers.update(named)
         missing = [c for c in classes if c not in layers]
         if missing:
             raise KeyError(f'no map layers given for classes {missing}; pass '

@@ -10,10 +10,20 @@ CLASS_NAMES = ('car', 'truck', 'construction_vehicle', 'bus', 'trailer',
 MAP_CLASSES = ('drivable_area', 'ped_crossing', 'walkway', 'stop_line',
                'carpark_area', 'divider')
 
-#: map class -> map-expansion layers that make it (as BEVFusion's map task:
-#: the drivable area is the union of road segments and lanes).
+#: where the ``drivable_area`` labels come from (``drivable_area_source``):
+#: the map expansion's own drivable_area layer (MIT BEVFusion's default map
+#: class ``drivable_area``) or the union of road segments and lanes (MIT's
+#: ``drivable_area*``).
+DRIVABLE_AREA_SOURCES = {
+    'drivable_area': ('drivable_area',),
+    'road_segment+lane': ('road_segment', 'lane'),
+}
+DEFAULT_DRIVABLE_AREA_SOURCE = 'drivable_area'
+
+#: map class -> map-expansion layers that make it (``drivable_area`` as
+#: ``DEFAULT_DRIVABLE_AREA_SOURCE``).
 MAP_LAYERS = {
-    'drivable_area': ('road_segment', 'lane'),
+    'drivable_area': DRIVABLE_AREA_SOURCES[DEFAULT_DRIVABLE_AREA_SOURCE],
     'ped_crossing': ('ped_crossing',),
     'walkway': ('walkway',),
     'stop_line': ('stop_line',),

@@ -6,6 +6,7 @@ un-augmented frames, ``img_aug_matrix`` (N, 4, 4) and ``lidar_aug_matrix``
 (4, 4), ``gt_masks_bev`` (C, X, Y).
 """
 import math
+import os.path as osp
 from typing import Mapping, Optional, Sequence
 
 import cv2
@@ -14,12 +15,13 @@ import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
 from mmdet3d.datasets.transforms import Pack3DDetInputs
+from mmdet3d.datasets.transforms.dbsampler import DataBaseSampler
 from mmdet3d.structures import BaseInstance3DBoxes
 from mmengine.fileio import get
 
 from ..registry import TRANSFORMS
 from .map_raster import MapRasterizer
-from .metainfo import CAMERAS, MAP_CLASSES
+from .metainfo import CAMERAS, DEFAULT_DRIVABLE_AREA_SOURCE, MAP_CLASSES
 
 
 def _as4x4(mat) -> np.ndarray:
@@ -250,6 +252,10 @@ class LoadBEVSegmentation(BaseTransform):
         classes: map classes, in channel order.
         layers: class -> map-expansion layers (default: ``MAP_LAYERS``).
         line_width: width in cells of dividers.
+        drivable_area_source: ``'drivable_area'`` (the map's layer, MIT
+            BEVFusion's default) or ``'road_segment+lane'``; recorded in
+            the sample's metainfo (``drivable_area_source``) so that the map
+            metric can say which labels it scored.
     """
 
     def __init__(self, data_root: str,
@@ -257,9 +263,11 @@ class LoadBEVSegmentation(BaseTransform):
                  ybound: Sequence[float] = (-50.0, 50.0, 0.5),
                  classes: Sequence[str] = MAP_CLASSES,
                  layers: Optional[Mapping[str, Sequence[str]]] = None,
-                 line_width: int = 2):
+                 line_width: int = 2,
+                 drivable_area_source: str = DEFAULT_DRIVABLE_AREA_SOURCE):
         self.rasterizer = MapRasterizer(data_root, classes, layers, xbound,
-                                        ybound, line_width)
+                                        ybound, line_width,
+                                        drivable_area_source)
 
     def transform(self, results: dict) -> dict:
         location = results.get('map_location')
@@ -272,6 +280,8 @@ class LoadBEVSegmentation(BaseTransform):
             np.asarray(results['lidar_points']['lidar2ego'], np.float64)
         results['gt_masks_bev'] = self.rasterizer.rasterize(
             location, lidar2global, results.get('lidar_aug_matrix'))
+        results['drivable_area_source'] = \
+            self.rasterizer.drivable_area_source
         return results
 
 
@@ -280,7 +290,7 @@ META_KEYS = ('sample_idx', 'token', 'timestamp', 'map_location', 'lidar_path',
              'img_path', 'cameras', 'box_type_3d', 'num_pts_feats',
              'lidar2img', 'cam2img', 'lidar2cam', 'cam2lidar',
              'img_aug_matrix', 'lidar_aug_matrix', 'ego2global', 'lidar2ego',
-             'img_shape', 'ori_shape', 'num_views')
+             'img_shape', 'ori_shape', 'num_views', 'drivable_area_source')
 
 
 @TRANSFORMS.register_module()
@@ -316,3 +326,93 @@ class PackMultiTaskInputs(Pack3DDetInputs):
             packed['data_samples'].gt_masks_bev = torch.from_numpy(
                 np.ascontiguousarray(results['gt_masks_bev']))
         return packed
+
+
+@TRANSFORMS.register_module()
+class FullerDataBaseSampler(DataBaseSampler):
+    """mmdet3d 1.4's ``DataBaseSampler`` (the GT database of ``ObjectSample``,
+    GT-paste), usable with numpy >= 1.24 and on small sets.
+
+    Differences from the parent:
+
+    - ``sample_all`` is our own: the parent's builds the pasted labels with
+      ``np.long``, which numpy 1.24 removed (AttributeError on every call);
+    - a class without database objects (none recorded, or all filtered out
+      by ``prepare``) is not pasted instead of failing;
+    - ``info_path`` may be relative to ``data_root`` (then the configs follow
+      ``--data-root``), and a missing database names the command that
+      writes it.
+
+    Args: as ``DataBaseSampler`` (``info_path``, ``data_root``, ``rate``,
+    ``prepare``, ``sample_groups``, ``classes``, ``points_loader``).
+    """
+
+    def __init__(self, info_path: str, data_root: str, *args, **kwargs):
+        if not osp.isabs(info_path) and data_root and not osp.isfile(
+                info_path):
+            info_path = osp.join(data_root, info_path)
+        if not osp.isfile(info_path):
+            raise FileNotFoundError(
+                f'GT database {info_path} not found: write it with '
+                f'python tools/create_data.py nuscenes --root-path '
+                f'{data_root or "<data root>"} (it writes the infos, then '
+                f'<prefix>_dbinfos_train.pkl and <prefix>_gt_database/)')
+        super().__init__(info_path, data_root, *args, **kwargs)
+
+    def sample_all(self, gt_bboxes: np.ndarray, gt_labels: np.ndarray,
+                   img: Optional[np.ndarray] = None,
+                   ground_plane: Optional[np.ndarray] = None
+                   ) -> Optional[dict]:
+        """Database objects pasted into one sample.
+
+        Args:
+            gt_bboxes: (M, 7 or 9) boxes of the sample (bottom centre).
+            gt_labels: (M,) their labels.
+            ground_plane: optional (4,) plane the pasted boxes are put on.
+
+        Returns:
+            None when nothing was pasted, else ``gt_bboxes_3d`` (S, D)
+            array, ``gt_labels_3d`` (S,) int64, ``points`` (the pasted
+            objects' points, ``BasePoints``) and ``group_ids`` (S,).
+        """
+        gt_bboxes = np.asarray(gt_bboxes)
+        gt_labels = np.asarray(gt_labels)
+        taken = gt_bboxes
+        picked: list = []
+        for name, group in zip(self.sample_classes, self.sample_max_nums):
+            if not self.db_infos.get(name):
+                continue
+            have = int(np.sum(gt_labels == self.cat2label[name]))
+            num = int(np.round(self.rate * (group - have)))
+            if num <= 0:
+                continue
+            # sample_class_v2 drops candidates that overlap (in BEV) the
+            # boxes taken so far
+            new = self.sample_class_v2(name, num, taken)
+            if new:
+                taken = np.concatenate(
+                    [taken, np.stack([s['box3d_lidar'] for s in new])])
+                picked += new
+        if not picked:
+            return None
+        boxes = taken[len(gt_bboxes):].copy()
+        points = []
+        for info in picked:
+            path = (osp.join(self.data_root, info['path'])
+                    if self.data_root else info['path'])
+            obj = self.points_loader(
+                dict(lidar_points=dict(lidar_path=path)))['points']
+            obj.translate(info['box3d_lidar'][:3])  # stored box-relative
+            points.append(obj)
+        if ground_plane is not None:
+            # drop each pasted box (and its points) onto the plane
+            dz = boxes[:, :3] @ ground_plane[:3] + ground_plane[3]
+            boxes[:, 2] -= dz
+            for obj, d in zip(points, dz):
+                obj.tensor[:, 2] -= float(d)
+        return dict(
+            gt_labels_3d=np.array([self.cat2label[s['name']] for s in picked],
+                                  dtype=np.int64),
+            gt_bboxes_3d=boxes,
+            points=points[0].cat(points),
+            group_ids=np.arange(len(gt_bboxes), len(gt_bboxes) + len(picked)))

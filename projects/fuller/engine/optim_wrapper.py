@@ -6,9 +6,9 @@ find them with or without ``default_scope='mmdet3d'``.
 ``FullerOptimWrapper`` owns the calibration config, arms the model's
 junctions (:mod:`fuller.calibration.junctions`) at every training step and
 publishes the per-step statistics to mmengine's ``MessageHub``.
-``FullerAmpOptimWrapper`` adds mixed precision: CUDA float16/bfloat16 with a
-grad scaler, and CPU bfloat16 autocast (mmengine's ``AmpOptimWrapper`` refuses
-to run without a GPU).
+``FullerAmpOptimWrapper`` adds mixed precision on the device the model is on:
+CUDA float16/bfloat16 with a grad scaler, and CPU bfloat16 autocast
+(mmengine's ``AmpOptimWrapper`` refuses to run without a GPU).
 
 Config::
 
@@ -34,7 +34,8 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from torch import Tensor, nn
 
-from ..calibration import ModalityJunction, TaskJunction, build_optional
+from ..calibration import (ModalityJunction, TaskJunction, build_optional,
+                           normalize_calibrator_cfg)
 from ..registry import OPTIM_WRAPPERS
 
 #: Levels of calibration and the junction class each one needs.
@@ -115,14 +116,16 @@ class FullerOptimWrapper(OptimWrapper):
         self._armed = False  # junctions armed since the last backward
 
     # ---------------------------------------------------------------- config
-    def set_calibrator(self, level: str, cfg: Optional[dict]) -> None:
-        """Switch a level (``'inter'`` or ``'intra'``) to a calibrator config,
-        or off with ``None``; takes effect at the next step."""
+    def set_calibrator(self, level: str, cfg: Union[None, str, dict]) -> None:
+        """Switch a level (``'inter'`` or ``'intra'``) to a calibrator config
+        (a bare name is short for ``dict(type=NAME)``), or off with ``None``;
+        takes effect at the next step."""
         if level not in LEVELS:
             raise KeyError(f'calibration level must be one of {list(LEVELS)}'
                            f', got {level!r}')
+        cfg = normalize_calibrator_cfg(cfg, level)
         self.calibration_cfg[level] = cfg
-        self.calibrators[level] = build_optional(cfg)
+        self.calibrators[level] = build_optional(cfg, level)
 
     @property
     def calibrating(self) -> bool:
@@ -250,26 +253,44 @@ class FullerOptimWrapper(OptimWrapper):
                 hub.update_scalar(key, value)
 
 
+def model_device_type(model: nn.Module) -> str:
+    """Device type (``'cuda'``, ``'cpu'``, ...) of a model's first parameter
+    (or buffer); ``'cpu'`` for a model without either."""
+    for tensor in model.parameters():
+        return tensor.device.type
+    for tensor in model.buffers():
+        return tensor.device.type
+    return 'cpu'
+
+
 @MMENGINE_OPTIM_WRAPPERS.register_module()
 @OPTIM_WRAPPERS.register_module()
 class FullerAmpOptimWrapper(FullerOptimWrapper):
     """:class:`FullerOptimWrapper` with automatic mixed precision.
 
-    Runs the forward pass under ``torch.autocast``. With float16 a
-    ``torch.amp.GradScaler`` scales the loss (the calibration is scale
-    invariant and a non-finite gradient passes the junctions untouched, so the
-    scaler still sees overflows); bfloat16 needs no scaler.
+    Runs the forward pass under ``torch.autocast`` on the device the model is
+    on. With float16 a ``torch.amp.GradScaler`` scales the loss (the
+    calibration is scale invariant and a non-finite gradient passes the
+    junctions untouched, so the scaler still sees overflows); bfloat16 needs
+    no scaler.
+
+    The device is taken from the model at the first
+    :meth:`optim_context` (the Runner moves the model before training), not
+    from ``torch.cuda.is_available()``: a model kept on the CPU of a GPU
+    machine runs CPU autocast.
 
     Args:
         dtype: ``'float16'`` or ``'bfloat16'`` (default: float16 on CUDA,
             bfloat16 on CPU).
-        device_type: ``'cuda'`` or ``'cpu'`` (default: CUDA when available).
+        device_type: ``'cuda'`` or ``'cpu'``; default: the model's device.
+            An explicit value must match the model's device.
         loss_scale: ``'dynamic'``, a float initial scale or a dict of
             ``GradScaler`` arguments (float16 only).
         **kwargs: arguments of :class:`FullerOptimWrapper`.
     """
 
     VALID_DTYPES = ('float16', 'bfloat16')
+    VALID_DEVICES = ('cuda', 'cpu')
 
     def __init__(self,
                  dtype: Optional[Union[str, torch.dtype]] = None,
@@ -277,41 +298,70 @@ class FullerAmpOptimWrapper(FullerOptimWrapper):
                  loss_scale: Union[str, float, dict] = 'dynamic',
                  **kwargs) -> None:
         super().__init__(**kwargs)
-        if device_type is None:
-            device_type = 'cuda' if torch.cuda.is_available() else 'cpu'
-        if device_type not in ('cuda', 'cpu'):
-            raise ValueError("FullerAmpOptimWrapper device_type must be 'cuda'"
-                             f" or 'cpu', got {device_type!r}")
+        if device_type is not None:
+            self._check_device(device_type)
+        if isinstance(dtype, torch.dtype):
+            dtype = str(dtype).replace('torch.', '')
+        if dtype is not None and dtype not in self.VALID_DTYPES:
+            raise ValueError(f'FullerAmpOptimWrapper dtype must be one of '
+                             f'{self.VALID_DTYPES}, got {dtype!r}')
+        if not (loss_scale == 'dynamic'
+                or isinstance(loss_scale, (int, float, dict))):
+            raise TypeError("loss_scale must be 'dynamic', a float or a "
+                            f'dict, got {loss_scale!r}')
+        self._dtype_cfg = dtype
+        self._loss_scale_cfg = loss_scale
+        #: Autocast device and dtype; None until known (see ``_setup``).
+        self.device_type: Optional[str] = None
+        self.cast_dtype: Optional[torch.dtype] = None
+        self.loss_scaler: Optional[torch.amp.GradScaler] = None
+        self._pending_scaler_state: Optional[dict] = None
+        if device_type is not None:
+            self._setup(device_type)
+
+    def _check_device(self, device_type: str) -> None:
+        if device_type not in self.VALID_DEVICES:
+            raise ValueError('FullerAmpOptimWrapper device_type must be one '
+                             f'of {self.VALID_DEVICES}, got {device_type!r}')
         if device_type == 'cuda' and not torch.cuda.is_available():
             raise RuntimeError("device_type='cuda' but no CUDA device is "
                                "available; use device_type='cpu' (bfloat16)")
-        if dtype is None:
-            dtype = 'float16' if device_type == 'cuda' else 'bfloat16'
-        if isinstance(dtype, torch.dtype):
-            dtype = str(dtype).replace('torch.', '')
-        if dtype not in self.VALID_DTYPES:
-            raise ValueError(f'FullerAmpOptimWrapper dtype must be one of '
-                             f'{self.VALID_DTYPES}, got {dtype!r}')
+
+    def _setup(self, device_type: str) -> None:
+        """Fix the autocast device, the dtype and (float16) the scaler."""
+        if self.device_type is not None:
+            if device_type != self.device_type:
+                raise RuntimeError(
+                    f'FullerAmpOptimWrapper: device_type={self.device_type!r}'
+                    f' but the model is on {device_type!r}; leave device_type '
+                    'unset (it follows the model) or move the model')
+            return
+        self._check_device(device_type)
+        dtype = self._dtype_cfg or ('float16' if device_type == 'cuda'
+                                    else 'bfloat16')
         self.device_type = device_type
         self.cast_dtype = getattr(torch, dtype)
-        self.loss_scaler = None
-        if self.cast_dtype == torch.float16:
-            if loss_scale == 'dynamic':
-                scaler_args = {}
-            elif isinstance(loss_scale, (int, float)):
-                scaler_args = dict(init_scale=float(loss_scale))
-            elif isinstance(loss_scale, dict):
-                scaler_args = dict(loss_scale)
-            else:
-                raise TypeError("loss_scale must be 'dynamic', a float or a "
-                                f'dict, got {loss_scale!r}')
-            self.loss_scaler = torch.amp.GradScaler(device_type, **scaler_args)
+        if self.cast_dtype != torch.float16:
+            return
+        loss_scale = self._loss_scale_cfg
+        if loss_scale == 'dynamic':
+            scaler_args = {}
+        elif isinstance(loss_scale, dict):
+            scaler_args = dict(loss_scale)
+        else:
+            scaler_args = dict(init_scale=float(loss_scale))
+        self.loss_scaler = torch.amp.GradScaler(device_type, **scaler_args)
+        if self._pending_scaler_state is not None:
+            self.loss_scaler.load_state_dict(self._pending_scaler_state)
+            self._pending_scaler_state = None
 
     def _grad_scale(self) -> float:
         return 1.0 if self.loss_scaler is None else float(
             self.loss_scaler.get_scale())
 
     def backward(self, loss: Tensor, **kwargs) -> None:
+        # Normally set up by optim_context; a bare backward follows the loss.
+        self._setup(self.device_type or loss.device.type)
         if self.loss_scaler is not None:
             loss = self.loss_scaler.scale(loss)
         super().backward(loss, **kwargs)
@@ -330,18 +380,27 @@ class FullerAmpOptimWrapper(FullerOptimWrapper):
         state = super().state_dict()
         if self.loss_scaler is not None:
             state['loss_scaler'] = self.loss_scaler.state_dict()
+        elif self._pending_scaler_state is not None:
+            state['loss_scaler'] = self._pending_scaler_state
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         state_dict = dict(state_dict)
         scaler_state = state_dict.pop('loss_scaler', None)
-        if scaler_state is not None and self.loss_scaler is not None:
-            self.loss_scaler.load_state_dict(scaler_state)
+        if scaler_state is not None:
+            if self.loss_scaler is not None:
+                self.loss_scaler.load_state_dict(scaler_state)
+            elif self.device_type is None:
+                # Resume happens before the first step: keep the state until
+                # the model's device (and so the scaler) is known.
+                self._pending_scaler_state = scaler_state
         super().load_state_dict(state_dict)
 
     @contextmanager
     def optim_context(self, model: nn.Module):
-        """Junction arming and accumulation context, then autocast."""
+        """Junction arming and accumulation context, then autocast on the
+        model's device."""
+        self._setup(model_device_type(model))
         with super().optim_context(model), torch.autocast(
                 device_type=self.device_type, dtype=self.cast_dtype):
             yield

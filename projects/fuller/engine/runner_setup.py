@@ -1,11 +1,12 @@
-"""Config loading and pre-flight checks shared by tools/train.py and tools/test.py.
+"""Config loading and Runner set-up shared by tools/train.py and tools/test.py
+(their pre-flight checks are in :mod:`fuller.engine.preflight`).
 
 Every check fails with :class:`UserInputError`, a one-line message that names
-the problem and the fix; the tools turn it into ``prog: error: ...`` and exit 2
+the problem and the fix; the tools turn it into ``prog: error: ...`` and exit 1
 instead of a deep traceback.
 """
 import difflib
-import inspect
+import logging
 import os
 import os.path as osp
 from typing import Any, Iterable, List, Optional
@@ -43,8 +44,8 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
         raise UserInputError(f'cannot load config {path}: '
                              f'{type(err).__name__}: {err}') from err
     if cfg_options:
-        from mmengine.runner import Runner
-        known = set(cfg.keys()) | set(inspect.signature(Runner.__init__).parameters)
+        from .config_check import check_options, runner_keys
+        known = set(cfg.keys()) | runner_keys()
         for key in cfg_options:
             top = key.split('.', 1)[0]
             if top not in known:
@@ -52,8 +53,13 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
                 hint = f' (did you mean {", ".join(close)}?)' if close else ''
                 raise UserInputError(
                     f'--cfg-options key "{key}": "{top}" is neither a key of '
-                    f'{path} nor a Runner argument{hint}')
+                    f'{path} nor a key the Runner reads{hint}')
+        problems = check_options(cfg._cfg_dict, cfg_options)
+        if problems:
+            raise UserInputError(problems[0])
         cfg.merge_from_dict(cfg_options)
+    from .preflight import normalize_calibration
+    normalize_calibration(cfg)
     return cfg
 
 
@@ -86,25 +92,29 @@ def check_data_paths(cfg: Config, loaders: List[str]) -> None:
                 raise UserInputError(
                     f'data root not found: {root} ({loader}.dataset.data_root). '
                     'Prepare it as README "Data preparation" says (synthetic: '
-                    '`make data`; nuScenes: tools/create_data.py) or point it '
-                    'elsewhere with --cfg-options')
+                    '`make data`; nuScenes: put it there, then `python '
+                    f'tools/create_data.py nuscenes --root-path {root} '
+                    '--version v1.0-trainval` (or v1.0-mini)), or point at '
+                    'another copy with --data-root')
             ann = ds.get('ann_file')
             if ann and not osp.isfile(osp.join(root, ann)) and not osp.isfile(ann):
+                from .preflight import create_data_hint
                 raise UserInputError(
                     f'annotation file not found: {osp.join(root, ann)} '
-                    f'({loader}.dataset.ann_file). Build the info files with '
-                    f'`python tools/create_data.py nuscenes --root-path {root}`')
-
-
-def check_fresh_work_dir(work_dir: str) -> None:
-    """Refuse to start a new run on top of another run's checkpoints.
-
-    mmengine would silently overwrite ``epoch_N.pth`` of the earlier run.
-    """
-    if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
-        raise UserInputError(
-            f'work dir {work_dir} already holds checkpoints of an earlier run: '
-            'pass --resume to continue it, or choose another --work-dir')
+                    f'({loader}.dataset.ann_file): {create_data_hint(root)}')
+            for step in ds.get('pipeline') or []:
+                db = step.get('db_sampler') if isinstance(step, dict) else None
+                info = db.get('info_path') if isinstance(db, dict) else None
+                if not info or osp.isfile(info):
+                    continue
+                path = osp.join(db.get('data_root') or '', info)
+                if not osp.isfile(path):
+                    from .preflight import create_data_hint
+                    raise UserInputError(
+                        f'GT database not found: {path} ({loader} ObjectSample '
+                        'db_sampler.info_path). create_data.py writes it with '
+                        'the info files (add --overwrite where they exist): '
+                        f'{create_data_hint(db.get("data_root") or root)}')
 
 
 def apply_amp(cfg: Config) -> None:
@@ -171,13 +181,74 @@ def init_cpu_process_group(launcher: str) -> None:
     dist.init_process_group(backend='gloo')
 
 
-def build_runner(cfg: Config):
+#: Messages the Runner logs at start-up that go to the log file only (the
+#: environment and config dumps, ~1,300 lines, and the hook table).
+_FILE_ONLY_PREFIXES = ('\n' + '-' * 60 + '\nSystem environment:', 'Config:\n',
+                       'Hooks will be executed in the following order')
+
+
+class _FileOnlyStartupDump(logging.Filter):
+    """Console filter: drops the Runner's start-up dumps (kept in the log
+    file), every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg if isinstance(record.msg, str) else ''
+        return not msg.startswith(_FILE_ONLY_PREFIXES)
+
+
+def _runner_class(base: type, dump_name: str, dump_in_log_dir: bool) -> type:
+    """``base`` with the plugin's start-up manners:
+
+    * the environment/config/hooks dumps go to the log file only; the
+      console gets one line saying where they are;
+    * the config dump never replaces a file: it is written as
+      ``<work_dir>/<dump_name>`` when that name is free, else (and always
+      with ``dump_in_log_dir``) into the run's timestamped log folder.
+    """
+
+    class FullerRunner(base):
+
+        def build_logger(self, *args, **kwargs):
+            logger = super().build_logger(*args, **kwargs)
+            consoles = [h for h in logger.handlers
+                        if isinstance(h, logging.StreamHandler)
+                        and not isinstance(h, logging.FileHandler)]
+            for handler in consoles:
+                if not any(isinstance(f, _FileOnlyStartupDump)
+                           for f in handler.filters):
+                    handler.addFilter(_FileOnlyStartupDump())
+            if consoles:
+                files = [h.baseFilename for h in logger.handlers
+                         if isinstance(h, logging.FileHandler)]
+                if files:
+                    logger.info(f'environment, config and hooks: see {files[0]}')
+            return logger
+
+        def dump_config(self) -> None:
+            path = osp.join(self.work_dir, dump_name)
+            if dump_in_log_dir or osp.exists(path):
+                path = osp.join(self.log_dir, dump_name)
+            self.cfg.dump(path)
+
+    FullerRunner.__name__ = FullerRunner.__qualname__ = f'Fuller{base.__name__}'
+    return FullerRunner
+
+
+def build_runner(cfg: Config, mode: str = 'train'):
     """The Runner of a prepared config (``runner_type`` honoured), with the
-    process group already started on CPU-only distributed launches."""
+    process group already started on CPU-only distributed launches.
+
+    ``mode`` 'test' names the config dump ``test_<config>.py`` (in the run's
+    log folder) so that it never replaces the training run's dump.
+    """
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     init_cpu_process_group(cfg.get('launcher', 'none'))
-    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    base = RUNNERS.get(cfg.runner_type) if 'runner_type' in cfg else Runner
+    name = osp.basename(cfg.filename) if cfg.filename else 'config.py'
+    if mode == 'test':
+        name = f'test_{name}'
+    return _runner_class(base, name, mode == 'test').from_cfg(cfg)
 
 
 def _walk_dicts(node: Any) -> Iterable[dict]:

@@ -61,7 +61,10 @@ class BEVSegMetric(BaseMetric):
         thresholds: probability thresholds (default 0.35, 0.40, ..., 0.65).
         prefix: metric name prefix (default 'map').
     Returns (from ``evaluate``): ``map/IoU.<class>``, ``map/mIoU`` and
-    ``map/IoU.<class>@<t>`` per threshold.
+    ``map/IoU.<class>@<t>`` per threshold. The logged table names the
+    ``drivable_area_source`` of the labels (the samples' metainfo, set by
+    ``LoadBEVSegmentation``): the map's ``drivable_area`` layer or
+    ``road_segment+lane``.
     """
     default_prefix = 'map'
 
@@ -72,9 +75,15 @@ class BEVSegMetric(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.classes = None if classes is None else tuple(classes)
         self.thresholds = tuple(float(t) for t in thresholds)
+        #: ``drivable_area_source`` of the scored labels (from the samples)
+        self.label_sources = set()
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         for sample in data_samples:
+            source = sample.get('drivable_area_source') if isinstance(
+                sample, dict) else sample.metainfo.get('drivable_area_source')
+            if source:
+                self.label_sources.add(source)
             self.results.append(confusion_counts(
                 _field(sample, 'pred_masks_bev'),
                 _field(sample, 'gt_masks_bev'), self.thresholds))
@@ -113,6 +122,9 @@ class BEVSegMetric(BaseMetric):
                 'map classes without ground truth (IoU NaN, not in mIoU): '
                 + ', '.join(n for n, a in zip(names, absent) if a))
         table = ' | '.join(f'{n} {best[c]:.4f}' for c, n in enumerate(names))
+        source = ', '.join(sorted(self.label_sources)) or 'not recorded'
+        self.label_sources = set()
         MMLogger.get_current_instance().info(
-            f'map IoU: {table} | mIoU {out["mIoU"]:.4f}')
+            f'map IoU (drivable_area labels: {source}): {table} | '
+            f'mIoU {out["mIoU"]:.4f}')
         return out

@@ -1,5 +1,6 @@
 """The multi-task BEVFusion network (see docs/models.md)."""
 from .data_preprocessor import FullerDataPreprocessor
+from .depth_lss import DepthLSSTransform, GeneralizedLSSFPN
 from .fuller_bevfusion import FullerBEVFusion
 from .fusion import ConvFuser
 from .heads import (BEVCenterHead, BEVCenterL1Cost, BEVSegHead, IoU3DCost,
@@ -11,6 +12,7 @@ from .view_transforms import LSSTransform
 
 __all__ = [
     'FullerBEVFusion', 'FullerDataPreprocessor', 'ConvFuser', 'LSSTransform',
+    'DepthLSSTransform', 'GeneralizedLSSFPN',
     'BEVPointPillarsScatter', 'BEVSparseEncoder', 'TransFusionHead',
     'TransFusionBBoxCoder', 'BEVCenterL1Cost', 'IoU3DCost', 'BEVCenterHead',
     'BEVSegHead', 'TopDownFPN', 'bev_pool', 'bev_pool_reference'

@@ -190,8 +190,10 @@ class FullerBEVFusion(Base3DDetector):
         return self.pts_voxel_encoder is not None
 
     # ------------------------------------------------------------ features
-    def extract_img_feat(self, imgs: Tensor, data_samples: List) -> Tensor:
-        """(B, N, 3, H, W) images -> (B, Cc, X, Y) camera BEV feature."""
+    def extract_img_feat(self, imgs: Tensor, data_samples: List,
+                         points: Optional[List[Tensor]] = None) -> Tensor:
+        """(B, N, 3, H, W) images -> (B, Cc, X, Y) camera BEV feature
+        (``points``: for a depth-aware view transform)."""
         if imgs.dim() != 5:
             raise ValueError('imgs must be (B, N_cam, 3, H, W), got shape '
                              f'{tuple(imgs.shape)}.')
@@ -200,7 +202,10 @@ class FullerBEVFusion(Base3DDetector):
         if self.img_neck is not None:
             x = self.img_neck(x)
         x = x[self.img_neck_level] if isinstance(x, (list, tuple)) else x
-        return self.view_transform(x.view(b, n, *x.shape[1:]), data_samples)
+        feats = x.view(b, n, *x.shape[1:])
+        if getattr(self.view_transform, 'needs_points', False):
+            return self.view_transform(feats, data_samples, points=points)
+        return self.view_transform(feats, data_samples)
 
     def extract_pts_feat(self, voxels: Dict[str, Tensor],
                          batch_size: int) -> Tensor:
@@ -218,8 +223,9 @@ class FullerBEVFusion(Base3DDetector):
                 raise KeyError('the camera branch is configured but the '
                                "inputs have no 'imgs'; load the images in "
                                'the pipeline or drop img_backbone.')
-            bev.append(self.extract_img_feat(batch_inputs_dict['imgs'],
-                                             batch_data_samples))
+            bev.append(self.extract_img_feat(
+                batch_inputs_dict['imgs'], batch_data_samples,
+                batch_inputs_dict.get('points')))
         if self.with_lidar:
             if 'voxels' not in batch_inputs_dict:
                 raise KeyError('the LiDAR branch is configured but the inputs '

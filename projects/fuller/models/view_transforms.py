@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ..registry import MODELS
 from .ops import bev_pool
-from .utils import bins_from_bound
+from .utils import bins_from_bound, to_device_async
 
 
 def _stack_meta(data_samples: Sequence, key: str, ref: Tensor,
@@ -26,7 +26,7 @@ def _stack_meta(data_samples: Sequence, key: str, ref: Tensor,
                 f'LSSTransform needs the metainfo field "{key}" in every '
                 'data sample (see docs/architecture.md); add it in the data '
                 'pipeline (Pack3DDetInputs meta_keys).')
-    return torch.stack(mats).to(ref.device)
+    return to_device_async(torch.stack(mats), ref.device)
 
 
 @MODELS.register_module()
@@ -76,6 +76,14 @@ class LSSTransform(BaseModule):
         self.grid_shape = (bins_from_bound(zbound), bins_from_bound(xbound),
                            bins_from_bound(ybound))  # (Z, X, Y)
         self.register_buffer('frustum', self._make_frustum(), persistent=False)
+        # grid corner and cell size (float64: cast to the geometry's dtype
+        # as new_tensor would round them)
+        self.register_buffer(
+            'bev_lower', torch.tensor([xbound[0], ybound[0], zbound[0]],
+                                      dtype=torch.float64), persistent=False)
+        self.register_buffer(
+            'bev_step', torch.tensor([xbound[2], ybound[2], zbound[2]],
+                                     dtype=torch.float64), persistent=False)
         self.num_depth = self.frustum.shape[0]
         self.depthnet = nn.Conv2d(in_channels, self.num_depth + out_channels,
                                   1)
@@ -144,13 +152,14 @@ class LSSTransform(BaseModule):
         rot = img_aug[..., :3, :3]
         trans = img_aug[..., :3, 3]
         p = pix.view(1, 1, -1, 3) - trans.unsqueeze(2)
-        p = torch.matmul(torch.inverse(rot).unsqueeze(2),
+        # inv_ex: torch.inverse checks for singular input, a host sync on CUDA
+        p = torch.matmul(torch.linalg.inv_ex(rot)[0].unsqueeze(2),
                          p.unsqueeze(-1)).squeeze(-1)  # (B, N, P, 3)
         # (u*d, v*d, d, 1) in the original camera image.
         p = torch.cat([p[..., :2] * p[..., 2:3], p[..., 2:3],
                        torch.ones_like(p[..., :1])], dim=-1)
         img2lidar = torch.matmul(lidar_aug.unsqueeze(1),
-                                 torch.inverse(lidar2img))  # (B, N, 4, 4)
+                                 torch.linalg.inv_ex(lidar2img)[0])
         pts = torch.matmul(img2lidar.unsqueeze(2),
                            p.unsqueeze(-1)).squeeze(-1)[..., :3]
         b, n = lidar2img.shape[:2]
@@ -161,10 +170,8 @@ class LSSTransform(BaseModule):
         points and the mask of those inside the grid."""
         b = geom.shape[0]
         pts = geom.reshape(b, -1, 3)
-        lower = pts.new_tensor([self.xbound[0], self.ybound[0],
-                                self.zbound[0]])
-        step = pts.new_tensor([self.xbound[2], self.ybound[2],
-                               self.zbound[2]])
+        # buffers, not new_tensor: a host-to-device copy syncs on a GPU
+        lower, step = self.bev_lower.to(pts), self.bev_step.to(pts)
         idx = ((pts - lower) / step).floor().long()
         batch = torch.arange(b, device=geom.device).view(b, 1, 1).expand(
             -1, pts.shape[1], 1)

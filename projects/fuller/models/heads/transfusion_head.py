@@ -1,5 +1,5 @@
 """TransFusion-style query-based 3D detection head on a BEV feature."""
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -14,22 +14,33 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ...registry import MODELS
+from ..utils import to_device_async
 
 #: regression outputs of the query heads, in code order (see the coder).
 REG_HEADS = (('center', 2), ('height', 1), ('dim', 3), ('rot', 2), ('vel', 2))
 
 
 class _PosEmbed(nn.Sequential):
-    """(B, L, 2) cell coordinates -> (B, L, C) learned embedding."""
+    """(B, L, 2) cell coordinates -> (B, L, C) learned embedding:
+    1x1 Conv1d, BN1d, ReLU, 1x1 Conv1d over the L positions, as upstream
+    TransFusion's ``PositionEmbeddingLearned`` (same layers, so upstream
+    checkpoints load into it)."""
 
     def __init__(self, channels: int) -> None:
-        super().__init__(nn.Linear(2, channels), nn.ReLU(inplace=True),
-                         nn.Linear(channels, channels))
+        super().__init__(nn.Conv1d(2, channels, 1), nn.BatchNorm1d(channels),
+                         nn.ReLU(inplace=True),
+                         nn.Conv1d(channels, channels, 1))
+
+    def forward(self, pos: Tensor) -> Tensor:
+        return super().forward(pos.transpose(1, 2)).transpose(1, 2)
 
 
 class TransFusionDecoderLayer(BaseModule):
     """Self-attention among queries, cross-attention to the BEV feature,
     FFN; post-norm, learned positional embeddings of BEV cell coordinates.
+    As upstream TransFusion (mmdet3d projects/BEVFusion and MIT bevfusion),
+    the positional embedding is added to queries, keys *and values* of both
+    attentions.
 
     Forward: query (B, P, C), key (B, L, C), query_pos (B, P, 2),
     key_pos (B, L, 2) -> (B, P, C).
@@ -54,10 +65,10 @@ class TransFusionDecoderLayer(BaseModule):
                 key_pos: Tensor) -> Tensor:
         qp, kp = self.query_pos(query_pos), self.key_pos(key_pos)
         q = query + qp
-        query = self.norms[0](query +
-                              self.drop(self.self_attn(q, q, query)[0]))
+        query = self.norms[0](query + self.drop(self.self_attn(q, q, q)[0]))
+        k = key + kp
         query = self.norms[1](query + self.drop(
-            self.cross_attn(query + qp, key + kp, key)[0]))
+            self.cross_attn(query + qp, k, k)[0]))
         return self.norms[2](query + self.drop(self.ffn(query)))
 
 
@@ -92,7 +103,13 @@ class TransFusionHead(BaseModule):
         hidden_channels, num_heads, ffn_channels, num_decoder_layers,
             dropout: decoder sizes.
         head_channels: hidden width of the per-query FFN heads.
-        nms_kernel_size: local-maximum window on the heatmap.
+        nms_kernel_size: local-maximum window on the heatmap (odd).
+        class_names: the detection class names, in label order; needed
+            only by ``class_nms_kernel_sizes``.
+        class_nms_kernel_sizes: class name -> its own local-maximum window
+            (upstream BEVFusion on nuScenes: ``pedestrian=1,
+            traffic_cone=1``: small objects stand closer than 3 cells,
+            so a 3x3 window would keep only one of two neighbours).
         bbox_coder: ``TransFusionBBoxCoder`` config.
         train_cfg: ``assigner`` (HungarianAssigner config),
             ``code_weights`` (10 floats), ``gaussian_overlap``,
@@ -113,6 +130,8 @@ class TransFusionHead(BaseModule):
                  dropout: float = 0.1,
                  head_channels: int = 64,
                  nms_kernel_size: int = 3,
+                 class_names: Optional[Sequence[str]] = None,
+                 class_nms_kernel_sizes: Optional[Dict[str, int]] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  loss_cls: dict = dict(
@@ -129,6 +148,8 @@ class TransFusionHead(BaseModule):
         self.num_classes = num_classes
         self.num_proposals = num_proposals
         self.nms_kernel_size = nms_kernel_size
+        self.nms_groups = self._nms_groups(nms_kernel_size, class_names,
+                                           class_nms_kernel_sizes)
         self.train_cfg = dict(train_cfg or {})
         self.test_cfg = dict(test_cfg or {})
         self.bbox_coder = TASK_UTILS.build(bbox_coder)
@@ -157,6 +178,41 @@ class TransFusionHead(BaseModule):
             }) for _ in range(num_decoder_layers))
         for heads in self.pred_heads:
             nn.init.constant_(heads['heatmap'][-1].bias, -2.19)
+
+    def _nms_groups(self, default: int, class_names, per_class
+                    ) -> List[Tuple[int, List[int]]]:
+        """[(window, [class indices])] from the query-init config."""
+        sizes = [default] * self.num_classes
+        if per_class:
+            if class_names is None or len(class_names) != self.num_classes:
+                raise ValueError(
+                    'TransFusionHead.class_nms_kernel_sizes needs class_names '
+                    f'with {self.num_classes} names (got {class_names}): set '
+                    'bbox_head.class_names to the dataset classes')
+            unknown = sorted(set(per_class) - set(class_names))
+            if unknown:
+                raise ValueError(f'class_nms_kernel_sizes names {unknown}, '
+                                 f'not in class_names {list(class_names)}')
+            for name, k in per_class.items():
+                sizes[list(class_names).index(name)] = k
+        if any(k < 1 or k % 2 == 0 for k in sizes):
+            raise ValueError(f'heatmap NMS windows must be odd and >= 1, got '
+                             f'{sizes}')
+        return [(k, [c for c, s in enumerate(sizes) if s == k])
+                for k in sorted(set(sizes))]
+
+    def local_maxima(self, heat: Tensor) -> Tensor:
+        """Keep the cells of (B, K, X, Y) scores that are the maximum of
+        their class's window (1x1 keeps every cell); zero the rest."""
+        if len(self.nms_groups) == 1:
+            k = self.nms_groups[0][0]
+            peak = F.max_pool2d(heat, k, stride=1, padding=k // 2)
+        else:
+            peak = torch.empty_like(heat)
+            for k, classes in self.nms_groups:
+                peak[:, classes] = F.max_pool2d(
+                    heat[:, classes], k, stride=1, padding=k // 2)
+        return heat * (heat == peak)
 
     # --------------------------------------------------------------- forward
     @staticmethod
@@ -187,9 +243,7 @@ class TransFusionHead(BaseModule):
         key_pos = self._cell_centres(nx, ny, feat).expand(b, -1, -1)
         dense = self.heatmap_head(feat)
         heat = dense.detach().sigmoid()
-        k = self.nms_kernel_size
-        peak = F.max_pool2d(heat, k, stride=1, padding=k // 2)
-        heat_flat = (heat * (heat == peak)).flatten(2)  # (B, K, L)
+        heat_flat = self.local_maxima(heat).flatten(2)  # (B, K, L)
         num = min(self.num_proposals, heat_flat.shape[1] * heat_flat.shape[2])
         top = heat_flat.flatten(1).topk(num, dim=1).indices
         cls_idx = torch.div(top, heat_flat.shape[2], rounding_mode='floor')
@@ -215,16 +269,26 @@ class TransFusionHead(BaseModule):
     # ----------------------------------------------------------------- targets
     def _heatmap_target(self, gt: InstanceData, shape: Tuple[int, int],
                         ref: Tensor) -> Tensor:
-        """(K, X, Y) gaussian heatmap of the GT box centres."""
-        heatmap = ref.new_zeros((self.num_classes, *shape))
+        """(K, X, Y) gaussian heatmap of the GT box centres, on the CPU.
+
+        Drawn on the host (a few boxes, small windows): on a GPU, reading
+        every box's radius and cell back would cost several host syncs per
+        box; here the boxes and labels come over in one copy."""
+        heatmap = torch.zeros((self.num_classes, *shape), dtype=ref.dtype)
         if len(gt) == 0:
             return heatmap
-        cell = self.bbox_coder.cell_size(ref)
-        centres = self.bbox_coder.encode(gt.bboxes_3d.to(ref.device))[:, :2]
-        sizes = gt.bboxes_3d.dims[:, :2].to(ref.device) / cell
+        boxes = gt.bboxes_3d
+        host = torch.cat([boxes.tensor, gt.labels_3d[:, None].to(
+            boxes.tensor.dtype)], dim=1).cpu()  # the one device->host copy
+        boxes = type(boxes)(host[:, :-1], box_dim=boxes.box_dim,
+                            with_yaw=boxes.with_yaw)
+        labels = host[:, -1].long()
+        cell = self.bbox_coder.cell_size(host)
+        centres = self.bbox_coder.encode(boxes)[:, :2]
+        sizes = boxes.dims[:, :2] / cell
         overlap = self.train_cfg.get('gaussian_overlap', 0.1)
         min_radius = self.train_cfg.get('min_radius', 2)
-        for c, (sx, sy), label in zip(centres, sizes, gt.labels_3d):
+        for c, (sx, sy), label in zip(centres, sizes, labels.tolist()):
             radius = max(min_radius, int(gaussian_radius(
                 (sy, sx), min_overlap=overlap)))
             ix, iy = int(c[0]), int(c[1])
@@ -239,13 +303,13 @@ class TransFusionHead(BaseModule):
         """Hungarian matching of the P queries of one sample to its GT."""
         boxes = LiDARInstance3DBoxes(
             self.bbox_coder.decode(reg), box_dim=9)
-        pred = InstanceData(scores=logits, centers=reg[:, :2],
-                            bboxes_3d=boxes)
-        gt_boxes = gt.bboxes_3d.to(reg.device)
+        pred = InstanceData(scores=logits, bboxes_3d=boxes)
         target = InstanceData(labels=gt.labels_3d.to(reg.device),
-                              centers=self.bbox_coder.encode(gt_boxes)[:, :2],
-                              bboxes_3d=gt_boxes)
-        return self.assigner.assign(pred, target)
+                              bboxes_3d=gt.bboxes_3d.to(reg.device))
+        # the centre cost normalises by the range, as upstream's train_cfg
+        # hands it over
+        meta = dict(point_cloud_range=self.bbox_coder.pc_range)
+        return self.assigner.assign(pred, target, img_meta=meta)
 
     # -------------------------------------------------------------- loss/pred
     def loss(self, x: Tensor, data_samples: List) -> Dict[str, Tensor]:
@@ -274,6 +338,7 @@ class TransFusionHead(BaseModule):
         code_w = out['reg'].new_tensor(
             self.train_cfg.get('code_weights', [1.0] * 10))
         heat_target = []
+        num_pos = 0  # counted on the host: no device read-back
         for i, gt in enumerate(gts):
             heat_target.append(self._heatmap_target(
                 gt, out['dense_heatmap'].shape[-2:], out['reg']))
@@ -282,16 +347,19 @@ class TransFusionHead(BaseModule):
             res = self._assign(out['heatmap'][i].detach().t(),
                                out['reg'][i].detach(), gt)
             pos = torch.nonzero(res.gt_inds > 0).squeeze(1)
+            num_pos += len(pos)
             matched = res.gt_inds[pos] - 1
             gt_boxes = gt.bboxes_3d.to(device)
             labels[i, pos] = gt.labels_3d.to(device)[matched]
             reg_target[i, pos] = self.bbox_coder.encode(gt_boxes)[matched]
             reg_weight[i, pos] = code_w
-        num_pos = max(int((labels < self.num_classes).sum()), 1)
-        heat_target = torch.stack(heat_target)
+        num_pos = max(num_pos, 1)
+        heat_target = torch.stack(heat_target)  # (B, K, X, Y) on the host
+        num_peaks = max(int(heat_target.eq(1).sum()), 1)
+        heat_target = to_device_async(heat_target, x.device)
         loss_heatmap = self.loss_heatmap(
             clip_sigmoid(out['dense_heatmap'].float()), heat_target,
-            avg_factor=max(int(heat_target.eq(1).sum()), 1))
+            avg_factor=num_peaks)
         loss_cls = self.loss_cls(
             out['heatmap'].permute(0, 2, 1).reshape(b * p, -1).float(),
             labels.view(-1), avg_factor=num_pos)

@@ -7,6 +7,8 @@ from mmdet3d.structures import LiDARInstance3DBoxes
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from ..utils import to_device_async
+
 
 @TASK_UTILS.register_module()
 class TransFusionBBoxCoder:
@@ -34,16 +36,26 @@ class TransFusionBBoxCoder:
         self.out_size_factor = out_size_factor
         self.post_center_range = post_center_range
         self.code_size = code_size
+        self._consts: Dict[tuple, Tensor] = {}
+
+    def _const(self, values: Sequence[float], ref: Tensor) -> Tensor:
+        """``ref.new_tensor(values)``, made once per device and dtype: each
+        new_tensor on a GPU is a host-to-device copy that blocks the host."""
+        key = (tuple(values), ref.device, ref.dtype)
+        if key not in self._consts:
+            self._consts[key] = to_device_async(
+                torch.tensor(values, dtype=ref.dtype), ref.device)
+        return self._consts[key]
 
     def cell_size(self, ref: Tensor) -> Tensor:
         """(2,) metres per feature cell along x, y."""
-        return ref.new_tensor(self.voxel_size[:2]) * self.out_size_factor
+        return self._const(self.voxel_size[:2], ref) * self.out_size_factor
 
     def encode(self, boxes: LiDARInstance3DBoxes) -> Tensor:
         """LiDAR boxes (M boxes) -> (M, 10) regression targets."""
         t = boxes.tensor
         centre = boxes.gravity_center
-        xy = (centre[:, :2] - t.new_tensor(self.pc_range[:2])) / \
+        xy = (centre[:, :2] - self._const(self.pc_range[:2], t)) / \
             self.cell_size(t)
         vel = t[:, 7:9] if t.shape[1] >= 9 else t.new_zeros((len(t), 2))
         yaw = boxes.yaw
@@ -58,7 +70,7 @@ class TransFusionBBoxCoder:
         """(..., 10) codes -> (..., 9) box tensors ``[x, y, z_bottom, dx, dy,
         dz, yaw, vx, vy]`` (LiDARInstance3DBoxes with box_dim=9)."""
         xy = reg[..., :2] * self.cell_size(reg) + \
-            reg.new_tensor(self.pc_range[:2])
+            self._const(self.pc_range[:2], reg)
         dims = reg[..., 3:6].exp()
         z = reg[..., 2:3] - dims[..., 2:3] / 2
         yaw = torch.atan2(reg[..., 6:7], reg[..., 7:8])
@@ -69,25 +81,56 @@ class TransFusionBBoxCoder:
         ``post_center_range`` (all True when it is None)."""
         if self.post_center_range is None:
             return boxes.new_ones(boxes.shape[:-1], dtype=torch.bool)
-        r = boxes.new_tensor(self.post_center_range)
+        r = self._const(self.post_center_range, boxes)
         return ((boxes[..., :3] >= r[:3]) & (boxes[..., :3] <= r[3:])).all(-1)
 
 
 @TASK_UTILS.register_module()
 class BEVCenterL1Cost:
-    """L1 distance between predicted and GT box centres in feature cells.
+    """L1 distance between predicted and GT BEV box centres, with the centres
+    normalised by the point-cloud range (as upstream BEVFusion/TransFusion's
+    ``BBoxBEVL1Cost`` in mmdetection3d ``projects/BEVFusion/bevfusion/
+    utils.py`` and mit-han-lab/bevfusion ``mmdet3d/core/bbox/match_costs``):
 
-    Reads ``pred_instances.centers`` (P, 2) and ``gt_instances.centers``
-    (M, 2); returns a (P, M) cost.
+    ``cost[p, m] = weight * sum_{a in x, y} |p_a - g_a| / (max_a - min_a)``
+
+    with ``p``, ``g`` the box centres in metres (LiDAR frame) and
+    ``[min_x, min_y, _, max_x, max_y, _]`` the point-cloud range. A centre
+    offset across the whole range costs ``weight`` per axis, so the centre
+    term is on the scale of the classification and IoU costs (measuring the
+    offset in feature cells instead would weigh it ~180x more on nuScenes).
+
+    Reads ``pred_instances.bboxes_3d`` (P boxes) and
+    ``gt_instances.bboxes_3d`` (M boxes) (``LiDARInstance3DBoxes``, x, y
+    in metres); returns a (P, M) cost.
+
+    Args:
+        weight: cost weight (0.25 upstream).
+        point_cloud_range: ``[xmin, ymin, zmin, xmax, ymax, zmax]``; when
+            None it is read from ``img_meta['point_cloud_range']`` (the
+            TransFusion head passes its box coder's range there).
     """
 
-    def __init__(self, weight: float = 1.0) -> None:
+    def __init__(self, weight: float = 1.0,
+                 point_cloud_range: Optional[Sequence[float]] = None) -> None:
         self.weight = weight
+        self.point_cloud_range = (None if point_cloud_range is None else
+                                  list(point_cloud_range))
 
     def __call__(self, pred_instances: InstanceData,
                  gt_instances: InstanceData, img_meta: Dict = None,
                  **kwargs) -> Tensor:
-        return torch.cdist(pred_instances.centers, gt_instances.centers,
+        pcr = self.point_cloud_range or (img_meta or {}).get(
+            'point_cloud_range')
+        if pcr is None or len(pcr) != 6:
+            raise ValueError('BEVCenterL1Cost needs point_cloud_range '
+                             '[xmin, ymin, zmin, xmax, ymax, zmax]: pass it '
+                             'in the cost config or through img_meta')
+        pred = pred_instances.bboxes_3d.tensor[:, :2]
+        gt = gt_instances.bboxes_3d.tensor[:, :2].to(pred)
+        start = pred.new_tensor(pcr[:2])
+        extent = pred.new_tensor(pcr[3:5]) - start
+        return torch.cdist((pred - start) / extent, (gt - start) / extent,
                            p=1) * self.weight
 
 

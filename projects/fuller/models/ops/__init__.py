@@ -1,3 +1,6 @@
 from .bev_pool import bev_pool, bev_pool_reference
+from .voxelize import TorchHardVoxelization, hard_voxelize
 
-__all__ = ['bev_pool', 'bev_pool_reference']
+__all__ = [
+    'bev_pool', 'bev_pool_reference', 'TorchHardVoxelization', 'hard_voxelize'
+]

@@ -1,0 +1,60 @@
+"""tools/benchmark_train_step.py on the CPU config and the session's tiny
+synthetic nuScenes set: one timed step per variant, every reported field."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fuller.testing.tools import load_tool
+
+REPO = Path(__file__).resolve().parents[2]
+CPU_CONFIG = 'configs/fuller/fuller_cpu_fuller.py'
+
+
+def _tool():
+    return load_tool('benchmark_train_step')
+
+
+def test_benchmark_reports_every_field(synthetic_nuscenes, tmp_path,
+                                       capsys):
+    out = tmp_path / 'bench.json'
+    threads = torch.get_num_threads()
+    try:
+        code = _tool().main([
+            str(REPO / CPU_CONFIG), '--device', 'cpu', '--batch', '1',
+            '--steps', '1', '--threads', '2', '--data-root',
+            synthetic_nuscenes.root, '--json', str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    text = capsys.readouterr().out
+    assert code == 0
+    for field in ('data loading (config pipeline)', 'voxeliser',
+                  'identical output: yes', 'train_step s (median)',
+                  'peak RSS MiB', 'value reads/step', 'forward s per module',
+                  'config (IMTLG+EqualNorm)', 'naive (Sum+Identity)',
+                  'ratio 1/2', 'img_backbone', 'bbox_head.loss', 'seg_head'):
+        assert field in text, (field, text)
+    res = json.loads(out.read_text())
+    a, b = res['variants'].values()
+    for v in (a, b):
+        assert v['step_s'] > 0 and len(v['step_all_s']) == 1
+        assert v['peak_mib'] > 0
+        # the target assignment reads back once per sample at least
+        assert v['syncs']['ops_total'] >= 1
+        assert set(v['modules']) >= {'data_preprocessor', 'view_transform',
+                                     'pts_backbone', 'bbox_head.loss'}
+    vox, = res['voxeliser']
+    assert vox['identical'] and vox['torch_s'] > 0 and vox['mmcv_s'] > 0
+
+
+def test_benchmark_bad_input_is_one_line(tmp_path, capsys):
+    tool = _tool()
+    code = tool.main([str(REPO / CPU_CONFIG), '--device', 'cpu',
+                      '--data-root', str(tmp_path / 'missing')])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert 'data root not found' in err and 'make data' in err
+    with pytest.raises(SystemExit) as exc:
+        tool.parse_args([CPU_CONFIG, '--steps', '0'])
+    assert exc.value.code == 2 and '--steps' in capsys.readouterr().err
