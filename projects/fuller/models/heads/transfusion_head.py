@@ -356,7 +356,7 @@ class TransFusionHead(BaseModule):
         num_pos = max(num_pos, 1)
         heat_target = torch.stack(heat_target)  # (B, K, X, Y) on the host
         num_peaks = max(int(heat_target.eq(1).sum()), 1)
-        heat_target = to_device_async(heat_target, x.device)
+        heat_target = to_device_async(heat_target, device)
         loss_heatmap = self.loss_heatmap(
             clip_sigmoid(out['dense_heatmap'].float()), heat_target,
             avg_factor=num_peaks)
