@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
 
-from model_test_utils import REPO, build_model, load_cfg
+from model_test_utils import REPO, build_model, load_cfg, paper_batch
 from fuller.models.synthetic import synthetic_batch
 from fuller.testing import paper_model_reduced
 
@@ -44,6 +44,22 @@ def test_all_variants_exist():
             assert f'configs/fuller/fuller_{setting}_{v}.py' in EXPERIMENTS
 
 
+def _assert_grids_meet(model, model_cfg):
+    """The two branches' BEV grids (from their configs) are equal and are
+    the grid the decoder and the seg head were configured for."""
+    if model.with_camera and model.with_lidar:
+        assert model.pts_middle_encoder.bev_shape == \
+            model.view_transform.bev_shape
+    branch = model.view_transform if model.with_camera else \
+        model.pts_middle_encoder
+    # the seg head's input bounds describe the decoder output grid
+    if model.seg_head is not None:
+        stride = model_cfg.pts_backbone.layer_strides[0]
+        want = tuple(round((hi - lo) / step) * stride for lo, hi, step in
+                     model_cfg.seg_head.input_bounds)
+        assert tuple(branch.bev_shape) == want
+
+
 @pytest.mark.parametrize('path', EXPERIMENTS)
 def test_experiment_config_builds(path):
     cfg = load_cfg(path)
@@ -63,6 +79,7 @@ def test_experiment_config_builds(path):
         assert list(model.seg_head.classes) == list(cfg.map_classes)
         assert [list(b) for b in cfg.model.seg_head.output_bounds] == [
             list(cfg.map_xbound), list(cfg.map_ybound)]
+    _assert_grids_meet(model, cfg.model)
     if model.bbox_head is not None:
         n = model.bbox_head.num_classes  # CenterHead: a list per task
         assert (sum(n) if isinstance(n, list) else n) == len(cfg.class_names)
@@ -91,6 +108,45 @@ def test_light_heads_save_40_percent(setting):
         assert li <= 0.6 * s, (setting, s, li)
 
 
+@pytest.mark.parametrize('path', sorted(
+    osp.relpath(p, REPO)
+    for p in glob.glob(osp.join(REPO, 'configs', '_base_', 'models', '*.py'))))
+def test_base_model_config_grids_meet(path):
+    model_cfg = load_cfg(path).model
+    if model_cfg.img_backbone:
+        model_cfg.img_backbone.init_cfg = None
+    _assert_grids_meet(build_model(model_cfg), model_cfg)
+
+
+def test_paper_lidar_grid_follows_zyx_paddings():
+    """The paper's sparse encoder ends on the camera's 180x180 grid; the
+    upstream (x, y, z) paddings read as mmdet3d's (z, y, x) gave x = 179,
+    and the model now refuses that at build time, naming both grids and
+    the setting."""
+    model_cfg = load_cfg('configs/_base_/models/bevfusion_nus.py').model
+    enc = build_model(model_cfg.pts_middle_encoder)
+    assert enc.bev_shape == (180, 180)
+    assert enc.out_channels == model_cfg.fusion_layer.in_channels[1]
+    model_cfg.img_backbone.init_cfg = None
+    model_cfg.pts_middle_encoder.encoder_paddings = (
+        (0, 0, 1), (0, 0, 1), (0, 0, [1, 1, 0]), (0, 0))  # x, y, z order
+    with pytest.raises(ValueError) as err:
+        build_model(model_cfg)
+    msg = str(err.value)
+    assert '\n' not in msg
+    for part in ('camera branch (180, 180)', 'LiDAR branch (179, 180)',
+                 'encoder_paddings', 'view_transform.xbound'):
+        assert part in msg, msg
+
+
+def test_pillar_grid_mismatch_fails_at_build():
+    model_cfg = load_cfg('configs/_base_/models/bevfusion_cpu.py').model
+    model_cfg.pts_middle_encoder.output_shape = [128, 120]  # [ny, nx]
+    with pytest.raises(ValueError, match=r'camera branch \(128, 128\).*'
+                       r'LiDAR branch \(120, 128\).*output_shape'):
+        build_model(model_cfg)
+
+
 def _paper_cfg_reduced():
     """The paper model at a 64x176 input; the sparse-conv LiDAR encoder
     (CUDA only) swapped for pillars on the same 0.6 m decoder grid."""
@@ -100,9 +156,7 @@ def _paper_cfg_reduced():
 
 def test_paper_setting_forward_on_cpu_reduced_input():
     model = build_model(_paper_cfg_reduced()).eval()
-    batch = synthetic_batch(batch_size=1, image_size=(64, 176),
-                            point_cloud_range=(-54, -54, -5, 54, 54, 3),
-                            map_size=(200, 200), num_points=2000)
+    batch = paper_batch()
     data = model.data_preprocessor(batch, False)
     with torch.no_grad():
         z = model.extract_feat(data['inputs'], data['data_samples'])

@@ -155,7 +155,8 @@ def test_data_preprocessor_contract(model_cfg):
     out = model.data_preprocessor(batch, True)['inputs']
     imgs = out['imgs']
     assert imgs.shape == (2, 6, 3, 64, 176)
-    raw = torch.stack(batch['inputs']['imgs'])
+    # images come BGR (as mmcv loads them); the model normalises them RGB
+    raw = torch.stack(batch['inputs']['imgs']).flip(2)
     mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 1, 3, 1, 1)
     std = torch.tensor([58.395, 57.12, 57.375]).view(1, 1, 3, 1, 1)
     torch.testing.assert_close(imgs, (raw - mean) / std)

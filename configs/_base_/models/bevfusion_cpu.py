@@ -3,7 +3,7 @@
 # configs/_base_/datasets/nuscenes_synth_cpu.py: 6 cameras at 64x176, point
 # cloud range [-51.2, 51.2] m, map grid [-50, 50] m at 1.0 m (100x100).
 # Camera: ResNet-18 layout at half width (base_channels=32, from scratch: no
-# weight download) + FPN + LSS (59 depth bins) onto 128x128 at 0.8 m.
+# weight download) + TopDownFPN + LSS (59 depth bins) onto 128x128 at 0.8 m.
 # LiDAR: 0.8 m pillars (no sparse conv on CPU). Decoder: SECOND + SECONDFPN
 # to 64x64 (1.6 m). Heads: TransFusion-style detection (inherited losses and
 # matching) + BEV map segmentation, narrower than the paper's.

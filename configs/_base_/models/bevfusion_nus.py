@@ -1,7 +1,8 @@
 # Multi-task BEVFusion, nuScenes paper setting (BEVFusion's fusion model):
-# 6 cameras at 256x704, Swin-T + FPN + LSS (118 depth bins, 32x88 feature
-# map, 80 channels, 0.3 m grid pooled to 180x180); LiDAR 0.075 m voxels with
-# a sparse-conv encoder (needs CUDA + a sparse-conv backend); BEV range
+# 6 cameras at 256x704, Swin-T + FPN (TopDownFPN) + LSS (118 depth bins,
+# 32x88 feature map, 80 channels, 0.3 m grid pooled to 180x180); LiDAR
+# 0.075 m voxels with a sparse-conv encoder (needs CUDA + a sparse-conv
+# backend; its 41x1440x1440 z, y, x grid also ends at 180x180); BEV range
 # [-54, 54] m; SECOND + SECONDFPN; TransFusion-style head; map segmentation
 # to 200x200 at 0.5 m.
 model_point_cloud_range = [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0]
@@ -14,9 +15,11 @@ model = dict(
     type='FullerBEVFusion',
     data_preprocessor=dict(
         type='FullerDataPreprocessor',
+        # ImageNet RGB statistics; images are loaded BGR (mmcv), and the
+        # pretrained Swin-T expects RGB: flip the channels here.
         mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=False,
+        bgr_to_rgb=True,
         voxel=True,
         voxel_type='hard',
         # 'torch': pure-torch hard voxeliser, same output as mmcv's kernel
@@ -48,14 +51,17 @@ model = dict(
             type='Pretrained',
             checkpoint='https://github.com/SwinTransformer/storage/releases/'
             'download/v1.0.0/swin_tiny_patch4_window7_224.pth')),
+    # All three Swin levels feed the top-down path; only the level the view
+    # transform reads gets an output conv (every parameter has a gradient,
+    # so DDP needs no find_unused_parameters).
     img_neck=dict(
-        type='mmdet.FPN',
+        type='TopDownFPN',
         in_channels=[192, 384, 768],
         out_channels=256,
-        num_outs=3,
+        out_levels=[0],
         norm_cfg=dict(type='BN2d', requires_grad=True),
         act_cfg=dict(type='ReLU', inplace=True)),
-    img_neck_level=0,  # stride 8: 256x704 -> 32x88
+    img_neck_level=0,  # neck output 0 (stride 8): 256x704 -> 32x88
     view_transform=dict(
         type='LSSTransform',
         in_channels=256,
@@ -76,7 +82,9 @@ model = dict(
         norm_cfg=dict(type='BN1d', eps=1e-3, momentum=0.01),
         encoder_channels=((16, 16, 32), (32, 32, 64), (64, 64, 128), (128,
                                                                       128)),
-        encoder_paddings=((0, 0, 1), (0, 0, 1), (0, 0, [1, 1, 0]), (0, 0)),
+        # mmdet3d orders paddings z, y, x (upstream BEVFusion: x, y, z): the
+        # third stage pads y and x, not z, so the grid ends at 180 x 180.
+        encoder_paddings=((0, 0, 1), (0, 0, 1), (0, 0, [0, 1, 1]), (0, 0)),
         block_type='basicblock'),
     fusion_layer=dict(
         type='ConvFuser', in_channels=[80, 256], out_channels=256),

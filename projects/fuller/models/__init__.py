@@ -6,6 +6,7 @@ from .fusion import ConvFuser
 from .heads import (BEVCenterHead, BEVCenterL1Cost, BEVSegHead, IoU3DCost,
                     TransFusionBBoxCoder, TransFusionHead)
 from .lidar_encoders import BEVPointPillarsScatter, BEVSparseEncoder
+from .necks import TopDownFPN
 from .ops import bev_pool, bev_pool_reference
 from .view_transforms import LSSTransform
 
@@ -14,5 +15,5 @@ __all__ = [
     'DepthLSSTransform', 'GeneralizedLSSFPN',
     'BEVPointPillarsScatter', 'BEVSparseEncoder', 'TransFusionHead',
     'TransFusionBBoxCoder', 'BEVCenterL1Cost', 'IoU3DCost', 'BEVCenterHead',
-    'BEVSegHead', 'bev_pool', 'bev_pool_reference'
+    'BEVSegHead', 'TopDownFPN', 'bev_pool', 'bev_pool_reference'
 ]

@@ -13,6 +13,13 @@ def _build(cfg: Optional[dict]):
     return MODELS.build(cfg) if cfg else None
 
 
+def _setting(module) -> str:
+    """``Type (config entry)`` of a module that reports ``bev_shape``."""
+    what = getattr(module, 'bev_shape_setting', None)
+    return f'{type(module).__name__} ({what})' if what else \
+        type(module).__name__
+
+
 def _channels_mismatch(what: str, got, where: str, want) -> ValueError:
     return ValueError(f'channel mismatch: {what} is {got} but {where} is '
                       f'{want}; make them equal in the model config.')
@@ -84,6 +91,7 @@ class FullerBEVFusion(Base3DDetector):
                                   if use_junctions else None)
         self.task_junction = TaskJunction(self.tasks) if use_junctions \
             else None
+        self._check_bev_grids()
 
     # ------------------------------------------------------------- checks
     @staticmethod
@@ -147,6 +155,31 @@ class FullerBEVFusion(Base3DDetector):
                     head['in_channels'] != shared[1]:
                 raise _channels_mismatch(f'{head_name}.in_channels',
                                          head['in_channels'], *shared)
+
+    def _check_bev_grids(self) -> None:
+        """The camera and LiDAR BEV features must share one (X, Y) grid (the
+        fuser concatenates them): compare the grids the built branches report
+        (``bev_shape``, computed from their configs) and fail at build time,
+        naming both shapes and the settings behind them."""
+        if not (self.with_camera and self.with_lidar):
+            return
+        cam, lid = self.view_transform, self.pts_middle_encoder
+        if not (hasattr(cam, 'bev_shape') and hasattr(lid, 'bev_shape')):
+            return  # a custom branch that does not report its grid
+        cam_shape, lid_shape = tuple(cam.bev_shape), tuple(lid.bev_shape)
+        if cam_shape != lid_shape:
+            raise ValueError(
+                f'BEV grids differ: camera branch {cam_shape} (X, Y) from '
+                f'{_setting(cam)}, LiDAR branch {lid_shape} from '
+                f'{_setting(lid)}; change one of them so both grids are '
+                'equal.')
+        lid_ch = getattr(lid, 'out_channels', None)
+        fuse_in = getattr(self.fusion_layer, 'in_channels', None)
+        if lid_ch is not None and fuse_in is not None and \
+                list(fuse_in)[-1] != lid_ch:
+            raise _channels_mismatch('fusion_layer.in_channels[1] (LiDAR)',
+                                     list(fuse_in)[-1],
+                                     'the LiDAR branch output', lid_ch)
 
     @property
     def with_camera(self) -> bool:

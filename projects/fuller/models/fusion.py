@@ -36,10 +36,14 @@ class ConvFuser(BaseModule):
             raise ValueError(f'ConvFuser expects input channels '
                              f'{self.in_channels}, got {got}; set '
                              'fusion_layer.in_channels to the branch outputs.')
-        shapes = {tuple(f.shape[-2:]) for f in feats}
-        if len(shapes) != 1:
-            raise ValueError(f'ConvFuser inputs have different BEV sizes '
-                             f'{[tuple(f.shape[-2:]) for f in feats]}; make '
-                             'the camera view_transform grid (after '
-                             'downsample) equal the LiDAR encoder grid.')
+        shapes = [tuple(f.shape[-2:]) for f in feats]
+        if len(set(shapes)) != 1:
+            # The detector checks the grids at build time; this catches a
+            # branch that does not report its grid.
+            raise ValueError(
+                f'ConvFuser inputs have different BEV sizes (X, Y) {shapes} '
+                '(inputs in fusion_layer order: camera, LiDAR); make the '
+                'camera grid (view_transform xbound/ybound/downsample) and '
+                'the LiDAR grid (pts_middle_encoder output_shape, or '
+                'sparse_shape/encoder_paddings) equal.')
         return self.conv(torch.cat(feats, dim=1))

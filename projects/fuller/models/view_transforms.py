@@ -103,6 +103,9 @@ class LSSTransform(BaseModule):
         else:
             self.downsample = nn.Identity()
 
+    #: the config entries that set ``bev_shape`` (named in grid errors)
+    bev_shape_setting = 'view_transform.xbound / ybound / downsample'
+
     @property
     def bev_shape(self) -> Tuple[int, int]:
         """(X, Y) of the output feature after downsampling."""
@@ -132,9 +135,19 @@ class LSSTransform(BaseModule):
             lidar_aug: (B, 4, 4) BEV augmentation matrices.
 
         Returns:
-            (B, N, D, fH, fW, 3) points in the augmented LiDAR frame.
+            (B, N, D, fH, fW, 3) float32 points in the augmented LiDAR frame.
+
+        Always float32, autocast or not: pixel x depth in the original image
+        reaches ~1e5, beyond float16's 65504 (as upstream BEVFusion, which
+        keeps its geometry in float32).
         """
-        pix = self.frustum  # (D, fH, fW, 3)
+        with torch.autocast(lidar2img.device.type, enabled=False):
+            return self._geometry(lidar2img.float(), img_aug.float(),
+                                  lidar_aug.float())
+
+    def _geometry(self, lidar2img: Tensor, img_aug: Tensor,
+                  lidar_aug: Tensor) -> Tensor:
+        pix = self.frustum.float()  # (D, fH, fW, 3)
         # Undo the image augmentation on (u, v); depth is untouched by it.
         rot = img_aug[..., :3, :3]
         trans = img_aug[..., :3, 3]
@@ -202,6 +215,8 @@ class LSSTransform(BaseModule):
                                 eye)
         geom = self.get_geometry(lidar2img, img_aug, lidar_aug)
         coords, _ = self.voxel_indices(geom)  # out-of-grid rows are skipped
+        # bev_pool sums in float32 (thousands of points a cell would
+        # overflow float16); the convs after it run under autocast again.
         pooled = bev_pool(lifted.view(self.out_channels, -1).t(), coords, b,
                           self.grid_shape)
         bev = torch.cat(pooled.unbind(dim=2), dim=1)  # (B, C*Z, X, Y)

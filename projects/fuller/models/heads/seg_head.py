@@ -95,8 +95,13 @@ class BEVSegHead(BaseModule):
             raise ValueError(f'BEVSegHead expects {self.in_channels} input '
                              f'channels, got {x.shape[1]}; set '
                              'seg_head.in_channels to the pts_neck output.')
-        grid = self.grid.expand(x.shape[0], -1, -1, -1).to(x.dtype)
-        x = F.grid_sample(x, grid, mode='bilinear', align_corners=False)
+        # The resample runs in float32 even under autocast: half-precision
+        # grid coordinates are off by a tenth of a cell on a 180-cell grid,
+        # and CPU grid_sample is very slow in bfloat16/float16.
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.to(torch.promote_types(x.dtype, torch.float32))
+            grid = self.grid.expand(x.shape[0], -1, -1, -1).to(x.dtype)
+            x = F.grid_sample(x, grid, mode='bilinear', align_corners=False)
         return self.cls(self.convs(x))
 
     def loss(self, x: Tensor, data_samples: List) -> Dict[str, Tensor]:

@@ -318,8 +318,19 @@ class TransFusionHead(BaseModule):
             raise ValueError('TransFusionHead.loss needs train_cfg.assigner '
                              '(a HungarianAssigner config) in bbox_head.')
         out = self(x)
+        # Targets, matching and losses in float32 whatever the autocast
+        # state: half-precision targets break index_put (float GT into a
+        # half tensor) and the matching costs need the range.
+        with torch.autocast(x.device.type, enabled=False):
+            return self._loss({k: v.float() for k, v in out.items()},
+                              data_samples)
+
+    def _loss(self, out: Dict[str, Tensor],
+              data_samples: List) -> Dict[str, Tensor]:
+        """:meth:`loss` on float32 head outputs, autocast off."""
         b, p = out['reg'].shape[:2]
         gts = [ds.gt_instances_3d for ds in data_samples]
+        device = out['reg'].device
         labels = out['reg'].new_full((b, p), self.num_classes,
                                      dtype=torch.long)
         reg_target = out['reg'].new_zeros((b, p, 10))
@@ -338,14 +349,14 @@ class TransFusionHead(BaseModule):
             pos = torch.nonzero(res.gt_inds > 0).squeeze(1)
             num_pos += len(pos)
             matched = res.gt_inds[pos] - 1
-            gt_boxes = gt.bboxes_3d.to(x.device)
-            labels[i, pos] = gt.labels_3d.to(x.device)[matched]
+            gt_boxes = gt.bboxes_3d.to(device)
+            labels[i, pos] = gt.labels_3d.to(device)[matched]
             reg_target[i, pos] = self.bbox_coder.encode(gt_boxes)[matched]
             reg_weight[i, pos] = code_w
         num_pos = max(num_pos, 1)
         heat_target = torch.stack(heat_target)  # (B, K, X, Y) on the host
         num_peaks = max(int(heat_target.eq(1).sum()), 1)
-        heat_target = to_device_async(heat_target, x.device)
+        heat_target = to_device_async(heat_target, device)
         loss_heatmap = self.loss_heatmap(
             clip_sigmoid(out['dense_heatmap'].float()), heat_target,
             avg_factor=num_peaks)

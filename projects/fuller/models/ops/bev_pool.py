@@ -11,6 +11,7 @@ kernel), so there is no compiled extension to build.
 """
 from typing import Sequence
 
+import torch
 from torch import Tensor
 
 
@@ -54,7 +55,10 @@ def bev_pool(feats: Tensor, coords: Tensor, batch_size: int,
         grid_shape: ``(Z, X, Y)``, the number of voxels along z, x and y.
 
     Returns:
-        (B, C, Z, X, Y) pooled features (zeros where no point fell).
+        (B, C, Z, X, Y) pooled features (zeros where no point fell), summed
+        in at least float32: half-precision features (autocast) are
+        accumulated and returned in float32, as sums of many points overflow
+        float16.
     """
     _check_inputs(feats, coords, grid_shape)
     nz, nx, ny = (int(s) for s in grid_shape)
@@ -65,7 +69,8 @@ def bev_pool(feats: Tensor, coords: Tensor, batch_size: int,
         + coords[:, 2]
     rank = rank.masked_fill(~_inside(coords, batch_size, nz, nx, ny),
                             num_cells)
-    src = feats.t()  # (C, N)
+    # (C, N); .to keeps the transposed layout (the fast one for index_add)
+    src = feats.t().to(torch.promote_types(feats.dtype, torch.float32))
     out = src.new_zeros((src.shape[0], num_cells + 1))
     out = out.index_add(1, rank, src)[:, :num_cells]
     out = out.view(-1, batch_size, nz, nx, ny)
