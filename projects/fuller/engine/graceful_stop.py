@@ -21,6 +21,7 @@ before exiting (a launcher that sees one rank exit kills the others).
 mid-epoch checkpoint with the next batch of the interrupted epoch instead of
 restarting the epoch.
 """
+import atexit
 import multiprocessing
 import multiprocessing.context
 import os
@@ -67,23 +68,33 @@ _WORKER_BLOCKED = (signal.SIGTERM, signal.SIGINT)
 
 class _IgnoreInWorker:
     """``worker_init_fn`` wrapper: data-loader workers ignore the stop
-    signals.
+    signals while the trainer runs.
 
     Slurm and a terminal's Ctrl-C signal every process of the job, workers
     included. torch's workers die of SIGTERM, and the trainer then fails at
     once ("DataLoader worker ... is killed by signal") before it can save.
-    Ignoring them leaves the decision to the trainer; workers still end when
-    the trainer shuts them down or exits. A class, not a closure, so that
-    spawned workers can unpickle it.
+    Ignoring them leaves the decision to the trainer. Once ``trainer_done``
+    is set (training over, or the trainer exiting), a stop signal ends the
+    worker again: Python's exit handler terminates the still-running workers
+    of an iteration-based loop with SIGTERM and then waits for them, which
+    would wait forever on a worker that ignores it. A class, not a closure,
+    so that spawned workers can unpickle it.
     """
 
-    def __init__(self, signals: Sequence[int], init_fn=None) -> None:
+    def __init__(self, signals: Sequence[int], trainer_done,
+                 init_fn=None) -> None:
         self.signals = list(signals)
+        self.trainer_done = trainer_done
         self.init_fn = init_fn
+
+    def _on_signal(self, signum: int, frame) -> None:
+        if self.trainer_done.is_set():
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
 
     def __call__(self, worker_id: int) -> None:
         for signum in self.signals:
-            signal.signal(signum, signal.SIG_IGN)
+            signal.signal(signum, self._on_signal)
         # Forked by _ShieldedForkProcess: a signal that came meanwhile was
         # held back; now that it is ignored it is dropped.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _WORKER_BLOCKED)
@@ -113,12 +124,13 @@ class _ShieldedForkContext(multiprocessing.context.ForkContext):
     Process = _ShieldedForkProcess
 
 
-def _shield_workers(loader, signals: Sequence[int]) -> None:
-    """Make ``loader``'s future workers ignore ``signals`` (idempotent)."""
+def _shield_workers(loader, signals: Sequence[int], trainer_done) -> None:
+    """Make ``loader``'s future workers ignore ``signals`` until
+    ``trainer_done`` is set (idempotent)."""
     if loader is None or not getattr(loader, 'num_workers', 0):
         return
     if not isinstance(loader.worker_init_fn, _IgnoreInWorker):
-        loader.worker_init_fn = _IgnoreInWorker(signals,
+        loader.worker_init_fn = _IgnoreInWorker(signals, trainer_done,
                                                 loader.worker_init_fn)
     context = loader.multiprocessing_context
     method = (context.get_start_method() if context is not None else
@@ -212,13 +224,19 @@ class GracefulStopHook(Hook):
         self._training = True
         self.install()
         # Workers start when a loader is iterated, i.e. after this point.
+        # They may be stopped again once training is over; the exit handler
+        # registered here runs before multiprocessing's (atexit is LIFO),
+        # which terminates leftover workers with SIGTERM.
+        self._trainer_done = multiprocessing.Event()
+        atexit.register(self._trainer_done.set)
         for loader in (runner.train_loop.dataloader,
                        getattr(runner.val_loop, 'dataloader', None)):
-            _shield_workers(loader, list(self._previous))
+            _shield_workers(loader, list(self._previous), self._trainer_done)
         _warn_if_epoch_restarts(runner)
 
     def after_train(self, runner) -> None:
         self._training = False
+        self._trainer_done.set()
         self.uninstall()
 
     def _agreed_signal(self) -> int:
