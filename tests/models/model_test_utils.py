@@ -16,6 +16,53 @@ DEMO = os.environ.get('FULLER_NUSCENES_DEMO') or osp.abspath(
     osp.join(REPO, '..', 'shared', 'data', 'nuscenes-demo'))
 
 
+#: the sample's cameras, in the order of its info file
+DEMO_CAMS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK',
+             'CAM_BACK_LEFT', 'CAM_BACK_RIGHT')
+DEMO_ORIG_HW = (900, 1600)
+#: the paper setting's network input and the image augmentation that gives
+#: it: 1600x900 -> 704x396 (scale 0.44), keep the bottom 256 rows
+DEMO_NET_HW = (256, 704)
+DEMO_SCALE, DEMO_CROP_TOP = 0.44, 140
+
+
+def load_demo_sample() -> dict:
+    """The real nuScenes keyframe of ``DEMO`` as float64 tensors.
+
+    Returns ``points`` (P, 3) LiDAR xyz, ``lidar2cam`` / ``lidar2img``
+    (6, 4, 4), ``lidar2ego`` (4, 4) and ``img_aug`` (6, 4, 4), the resize and
+    crop to ``DEMO_NET_HW``. Skips the calling test where the sample is
+    missing.
+    """
+    import numpy as np
+    import pytest
+    import torch
+    pkl = osp.join(DEMO, 'n015-2018-07-24-11-22-45+0800.pkl')
+    if not osp.exists(pkl):
+        pytest.skip(f'nuScenes demo sample missing: {pkl} (see '
+                    '../shared/data/README.md)')
+    import mmengine
+    info = mmengine.load(pkl)['data_list'][0]
+    pts = np.fromfile(osp.join(DEMO, info['lidar_points']['lidar_path']),
+                      dtype=np.float32).reshape(-1, 5)
+    lidar2img, lidar2cam = [], []
+    for cam in DEMO_CAMS:
+        k = np.eye(4)
+        k[:3, :3] = info['images'][cam]['cam2img']
+        l2c = np.array(info['images'][cam]['lidar2cam'])
+        lidar2cam.append(l2c)
+        lidar2img.append(k @ l2c)
+    aug = np.eye(4)
+    aug[0, 0] = aug[1, 1] = DEMO_SCALE
+    aug[1, 3] = -DEMO_CROP_TOP
+    return dict(points=torch.from_numpy(pts[:, :3]).double(),
+                lidar2img=torch.tensor(np.stack(lidar2img)),
+                lidar2cam=torch.tensor(np.stack(lidar2cam)),
+                lidar2ego=torch.tensor(info['lidar_points']['lidar2ego'],
+                                       dtype=torch.float64),
+                img_aug=torch.tensor(aug).expand(len(DEMO_CAMS), 4, 4))
+
+
 def load_cfg(rel_path: str) -> Config:
     """Load a config by its path relative to the repository root."""
     return Config.fromfile(osp.join(REPO, rel_path))

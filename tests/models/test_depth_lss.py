@@ -4,20 +4,16 @@ every LiDAR point lands, in the depth image, at the pixel it projects to, in
 the depth bin the LSS lifting gives that pixel, under image and BEV
 augmentation."""
 import math
-import os.path as osp
 
 import numpy as np
 import pytest
 import torch
 from mmdet3d.structures import Det3DDataSample
 
-from model_test_utils import DEMO
+from model_test_utils import DEMO_NET_HW, DEMO_SCALE, load_demo_sample
 from fuller.models import DepthLSSTransform, GeneralizedLSSFPN
 
-CAMS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK',
-        'CAM_BACK_LEFT', 'CAM_BACK_RIGHT')
-NET_HW = (256, 704)
-SCALE, CROP_TOP = 0.44, 140  # 1600x900 -> 704x396, keep the bottom rows
+NET_HW, SCALE = DEMO_NET_HW, DEMO_SCALE
 DBOUND = [1.0, 60.0, 0.5]
 
 
@@ -32,33 +28,17 @@ def _transform(**kw):
 
 @pytest.fixture(scope='module')
 def demo():
-    pkl = osp.join(DEMO, 'n015-2018-07-24-11-22-45+0800.pkl')
-    if not osp.exists(pkl):
-        pytest.skip(f'nuScenes demo sample missing: {pkl} (see '
-                    '../shared/data/README.md)')
-    import mmengine
-    info = mmengine.load(pkl)['data_list'][0]
-    pts = np.fromfile(osp.join(DEMO, info['lidar_points']['lidar_path']),
-                      dtype=np.float32).reshape(-1, 5)
-    lidar2img = []
-    for cam in CAMS:
-        k = np.eye(4)
-        k[:3, :3] = info['images'][cam]['cam2img']
-        lidar2img.append(k @ np.array(info['images'][cam]['lidar2cam']))
-    img_aug = np.eye(4)
-    img_aug[0, 0] = img_aug[1, 1] = SCALE
-    img_aug[1, 3] = -CROP_TOP
+    sample = load_demo_sample()
     # BEV augmentation: 30 deg rotation, x1.05, a shift
     c, s = math.cos(math.radians(30)), math.sin(math.radians(30))
     lidar_aug = np.eye(4)
     lidar_aug[:3, :3] = 1.05 * np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
     lidar_aug[:3, 3] = [0.4, -0.3, 0.1]
-    points = torch.from_numpy(pts[:, :3]).double()
     aug = torch.tensor(lidar_aug)
-    aug_points = points @ aug[:3, :3].T + aug[:3, 3]
+    aug_points = sample['points'] @ aug[:3, :3].T + aug[:3, 3]
     return dict(points=aug_points.float(),
-                lidar2img=torch.tensor(np.stack(lidar2img)).float(),
-                img_aug=torch.tensor(img_aug).float().expand(6, 4, 4),
+                lidar2img=sample['lidar2img'].float(),
+                img_aug=sample['img_aug'].float(),
                 lidar_aug=aug.float())
 
 

@@ -6,49 +6,22 @@ frustum lands in the BEV sector that camera faces, and LiDAR points seen by a
 camera fall in BEV cells that camera's frustum reaches.
 """
 import math
-import os.path as osp
 
 import numpy as np
 import pytest
 import torch
 from mmdet3d.structures import Det3DDataSample
 
-from model_test_utils import DEMO
+from model_test_utils import (DEMO_CAMS, DEMO_NET_HW, DEMO_ORIG_HW,
+                              load_demo_sample)
 from fuller.models import LSSTransform
 
-CAMS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK',
-        'CAM_BACK_LEFT', 'CAM_BACK_RIGHT')
-ORIG_HW = (900, 1600)
-NET_HW = (256, 704)
-SCALE, CROP_TOP = 0.44, 140  # 1600x900 -> 704x396, keep the bottom 256 rows
+CAMS, ORIG_HW, NET_HW = DEMO_CAMS, DEMO_ORIG_HW, DEMO_NET_HW
 
 
 @pytest.fixture(scope='module')
 def sample():
-    pkl = osp.join(DEMO, 'n015-2018-07-24-11-22-45+0800.pkl')
-    if not osp.exists(pkl):
-        pytest.skip(f'nuScenes demo sample missing: {pkl} (see '
-                    '../shared/data/README.md)')
-    import mmengine
-    info = mmengine.load(pkl)['data_list'][0]
-    pts = np.fromfile(osp.join(DEMO, info['lidar_points']['lidar_path']),
-                      dtype=np.float32).reshape(-1, 5)
-    lidar2img, lidar2cam = [], []
-    for cam in CAMS:
-        k = np.eye(4)
-        k[:3, :3] = info['images'][cam]['cam2img']
-        l2c = np.array(info['images'][cam]['lidar2cam'])
-        lidar2cam.append(l2c)
-        lidar2img.append(k @ l2c)
-    aug = np.eye(4)
-    aug[0, 0] = aug[1, 1] = SCALE
-    aug[1, 3] = -CROP_TOP
-    return dict(points=torch.from_numpy(pts[:, :3]).double(),
-                lidar2img=torch.tensor(np.stack(lidar2img)),
-                lidar2cam=torch.tensor(np.stack(lidar2cam)),
-                lidar2ego=torch.tensor(info['lidar_points']['lidar2ego'],
-                                       dtype=torch.float64),
-                img_aug=torch.tensor(aug).expand(len(CAMS), 4, 4))
+    return load_demo_sample()
 
 
 def _project(points, lidar2img, img_aug=None):
