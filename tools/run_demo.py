@@ -44,6 +44,9 @@ SYNTH_ROOT = 'data/nuscenes-synth'
 QUICK_ROOT = 'data/nuscenes-synth-quick'
 #: FULLER's bar (issue 12), means over seeds, in metric units (0..1).
 BAR = dict(mAP=-0.01, mIoU=0.05)
+#: Below these (naive's means) a task has not been learned: differences of
+#: numbers near zero prove nothing, so the bar is not judged.
+LEARNED = dict(mAP=0.10, mIoU=0.10)
 
 #: Training schedules. ``epochs``/``lr`` None: the config's (4 epochs,
 #: AdamW 2e-3 with cosine decay to lr/100). One schedule for every variant.
@@ -263,9 +266,12 @@ def _fmt(cell: Optional[dict], scale: float = 100.0, digits: int = 1) -> str:
 
 def bar_check(cols: dict, base: dict) -> str:
     """Whether a multi-task variant clears FULLER's bar against naive:
-    mAP >= naive - 1 and mIoU >= naive + 5 (points, means over seeds)."""
+    mAP >= naive - 1 and mIoU >= naive + 5 (points, means over seeds);
+    'not learned' while naive is below ``LEARNED`` (e.g. a smoke run)."""
     if not (cols.get('mAP') and cols.get('mIoU') and base.get('mAP') and base.get('mIoU')):
         return '–'
+    if any(base[k]['mean'] < LEARNED[k] for k in LEARNED):
+        return 'not learned'
     ok = (cols['mAP']['mean'] - base['mAP']['mean'] >= BAR['mAP'] - 1e-9
           and cols['mIoU']['mean'] - base['mIoU']['mean'] >= BAR['mIoU'] - 1e-9)
     return 'yes' if ok else 'no'

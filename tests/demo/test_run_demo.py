@@ -89,3 +89,10 @@ def test_results_table_reports_every_run_and_the_bar():
     assert lines['fuller_imtlg_sum (1 failed)'].rstrip(' |').endswith('yes')
     assert '| fuller_imtlg_sum | 50.5 / 50.5 / 36.0 | FAILED |' in runs
     assert '| fuller | 30.0 / 30.0 / 40.0 | 32.0 / 32.0 / 42.0 |' in runs
+
+
+def test_bar_is_not_judged_before_the_tasks_are_learned():
+    per_seed = {'naive': [_row(0.02, 0.30)], 'fuller': [_row(0.03, 0.40)]}
+    text = demo.render_markdown(demo.aggregate(per_seed), [0])
+    fuller = [ln for ln in text.splitlines() if ln.startswith('| fuller')][0]
+    assert fuller.rstrip(' |').endswith('not learned')
