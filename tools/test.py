@@ -19,6 +19,7 @@ from fuller.engine.preflight import fail, validate_test
 from fuller.engine.runner_setup import (DictAction, UserInputError,
                                         build_runner, configure_launcher,
                                         default_work_dir, load_config,
+                                        process_group_closed_at_end,
                                         set_data_root)
 
 
@@ -85,11 +86,13 @@ def main(argv: Optional[List[str]] = None) -> dict:
         return {}
 
     from mmengine.dist import is_main_process
-    runner = build_runner(cfg, mode='test')
-    if partial_note:
-        runner.logger.warning(partial_note)
-    metrics = _jsonable(runner.test())
-    if is_main_process():
+    with process_group_closed_at_end():
+        runner = build_runner(cfg, mode='test')
+        if partial_note:
+            runner.logger.warning(partial_note)
+        metrics = _jsonable(runner.test())
+        main_process = is_main_process()
+    if main_process:
         out = args.out or osp.join(cfg.work_dir, f'metrics_{runner.timestamp}.json')
         os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
         with open(out, 'x') as f:

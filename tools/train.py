@@ -17,6 +17,7 @@ from fuller.engine.preflight import fail, validate_train
 from fuller.engine.runner_setup import (DictAction, UserInputError, apply_amp,
                                         build_runner, configure_launcher,
                                         default_work_dir, load_config,
+                                        process_group_closed_at_end,
                                         set_data_root)
 from fuller.engine.graceful_stop import add_graceful_stop
 
@@ -92,7 +93,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.validate_only:
         return
 
-    build_runner(cfg).train()
+    with process_group_closed_at_end():
+        build_runner(cfg).train()
 
 
 if __name__ == '__main__':

@@ -5,11 +5,12 @@ Every check fails with :class:`UserInputError`, a one-line message that names
 the problem and the fix; the tools turn it into ``prog: error: ...`` and exit 1
 instead of a deep traceback.
 """
+import contextlib
 import difflib
 import logging
 import os
 import os.path as osp
-from typing import Any, Iterable, List, Optional
+from typing import Any, Iterable, Iterator, List, Optional
 
 import torch
 from mmengine.config import Config, DictAction  # noqa: F401 (re-export)
@@ -232,6 +233,32 @@ def _runner_class(base: type, dump_name: str, dump_in_log_dir: bool) -> type:
 
     FullerRunner.__name__ = FullerRunner.__qualname__ = f'Fuller{base.__name__}'
     return FullerRunner
+
+
+@contextlib.contextmanager
+def process_group_closed_at_end() -> Iterator[None]:
+    """Destroy the default process group once the ranks' work is over.
+
+    Without it the process group is torn down during interpreter
+    finalisation, where gloo's worker threads can abort the process
+    ("terminate called without an active exception", SIGABRT; pytorch issue
+    190489) after a successful run, and NCCL warns of pending work. Closed
+    after a normal end and after a stop every rank agreed on (a
+    ``SystemExit``, e.g. the graceful stop); after any other error a rank
+    must not wait on its peers, so it is left to the process exit.
+    """
+    import torch.distributed as dist
+
+    def close() -> None:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+    try:
+        yield
+    except SystemExit:
+        close()
+        raise
+    close()
 
 
 def build_runner(cfg: Config, mode: str = 'train'):
