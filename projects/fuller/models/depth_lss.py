@@ -126,14 +126,8 @@ class DepthLSSTransform(LSSTransform):
                              'detector passes inputs["points"]): keep '
                              'points in the pipeline and the LiDAR branch, '
                              'or use LSSTransform')
+        self.check_image_features(img_feats, self.img_channels)
         b, n, c, fh, fw = img_feats.shape
-        if (fh, fw) != self.feature_size or c != self.img_channels:
-            raise ValueError(
-                f'DepthLSSTransform got image features (C={c}, {fh}x{fw}) '
-                f'but is configured for (C={self.img_channels}, '
-                f'{self.feature_size[0]}x{self.feature_size[1]}); set '
-                'view_transform.in_channels / feature_size to the neck '
-                'output (image_size / 8)')
         eye = torch.eye(4)
         depth = self.depth_image(
             points, _stack_meta(data_samples, 'lidar2img', img_feats),

@@ -182,6 +182,18 @@ class LSSTransform(BaseModule):
             (coords[:, 3] >= 0) & (coords[:, 3] < nz)
         return coords, keep
 
+    def check_image_features(self, img_feats: Tensor, channels: int) -> None:
+        """Fail in one line unless ``img_feats`` (B, N, C, fH, fW) has
+        ``channels`` channels at ``feature_size``."""
+        c, fh, fw = img_feats.shape[2:]
+        if (fh, fw) != self.feature_size or c != channels:
+            raise ValueError(
+                f'{type(self).__name__} got image features (C={c}, '
+                f'{fh}x{fw}) but is configured for (C={channels}, '
+                f'{self.feature_size[0]}x{self.feature_size[1]}); set '
+                'view_transform.in_channels / feature_size to the neck output '
+                '(image_size divided by the neck level stride).')
+
     def forward(self, img_feats: Tensor, data_samples: List) -> Tensor:
         """Args:
             img_feats: (B, N, C_in, fH, fW) image features.
@@ -192,14 +204,8 @@ class LSSTransform(BaseModule):
         Returns:
             (B, C, X, Y) camera BEV feature.
         """
+        self.check_image_features(img_feats, self.in_channels)
         b, n, c, fh, fw = img_feats.shape
-        if (fh, fw) != self.feature_size or c != self.in_channels:
-            raise ValueError(
-                f'LSSTransform got image features (C={c}, {fh}x{fw}) but is '
-                f'configured for (C={self.in_channels}, '
-                f'{self.feature_size[0]}x{self.feature_size[1]}); set '
-                'view_transform.in_channels / feature_size to the neck output '
-                '(image_size divided by the neck level stride).')
         x = self.depthnet(img_feats.view(b * n, c, fh, fw))
         depth = x[:, :self.num_depth].softmax(dim=1)  # (B*N, D, fH, fW)
         ctx = x[:, self.num_depth:].transpose(0, 1).contiguous()
