@@ -4,8 +4,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
-from mmdet3d.models.utils import (clip_sigmoid, draw_heatmap_gaussian,
-                                  gaussian_radius)
+from mmdet3d.models.utils import clip_sigmoid
 from mmdet3d.registry import TASK_UTILS
 from mmdet3d.structures import LiDARInstance3DBoxes
 from mmdet.models.task_modules import AssignResult
@@ -15,6 +14,7 @@ from torch import Tensor, nn
 
 from ...registry import MODELS
 from ..utils import to_device_async
+from .transfusion_utils import draw_gaussian_heatmaps, gaussian_radii
 
 #: regression outputs of the query heads, in code order (see the coder).
 REG_HEADS = (('center', 2), ('height', 1), ('dim', 3), ('rot', 2), ('vel', 2))
@@ -274,29 +274,23 @@ class TransFusionHead(BaseModule):
         Drawn on the host (a few boxes, small windows): on a GPU, reading
         every box's radius and cell back would cost several host syncs per
         box; here the boxes and labels come over in one copy."""
-        heatmap = torch.zeros((self.num_classes, *shape), dtype=ref.dtype)
         if len(gt) == 0:
-            return heatmap
+            return torch.zeros((self.num_classes, *shape), dtype=ref.dtype)
         boxes = gt.bboxes_3d
         host = torch.cat([boxes.tensor, gt.labels_3d[:, None].to(
             boxes.tensor.dtype)], dim=1).cpu()  # the one device->host copy
         boxes = type(boxes)(host[:, :-1], box_dim=boxes.box_dim,
                             with_yaw=boxes.with_yaw)
-        labels = host[:, -1].long()
         cell = self.bbox_coder.cell_size(host)
-        centres = self.bbox_coder.encode(boxes)[:, :2]
-        sizes = boxes.dims[:, :2] / cell
-        overlap = self.train_cfg.get('gaussian_overlap', 0.1)
-        min_radius = self.train_cfg.get('min_radius', 2)
-        for c, (sx, sy), label in zip(centres, sizes, labels.tolist()):
-            radius = max(min_radius, int(gaussian_radius(
-                (sy, sx), min_overlap=overlap)))
-            ix, iy = int(c[0]), int(c[1])
-            if 0 <= ix < shape[0] and 0 <= iy < shape[1]:
-                # draw_heatmap_gaussian indexes [row, col] with centre
-                # (col, row): our rows are x, so pass (y, x).
-                draw_heatmap_gaussian(heatmap[label], (iy, ix), radius)
-        return heatmap
+        radii = gaussian_radii(
+            boxes.dims[:, :2] / cell,
+            self.train_cfg.get('gaussian_overlap', 0.1)).long().clamp(
+                min=self.train_cfg.get('min_radius', 2))
+        # our rows are x and columns y (the reference drew each box with
+        # draw_heatmap_gaussian(heatmap[label], (y, x), radius))
+        return draw_gaussian_heatmaps(
+            self.num_classes, shape, self.bbox_coder.encode(boxes)[:, :2],
+            radii, host[:, -1].long(), ref.dtype)
 
     def _assign(self, logits: Tensor, reg: Tensor,
                 gt: InstanceData) -> AssignResult:
