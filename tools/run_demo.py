@@ -10,14 +10,20 @@ and the gradient plots to ``<out>/plots``.
                              [--epochs E] [--lr LR] [--out DIR]
     python tools/run_demo.py --ablation        # every variant, 3 seeds, learn
     python tools/run_demo.py --data-only       # just make the synthetic set
+    python tools/run_demo.py --ablation --jobs 8   # 8 runs at once (a GPU)
 
 A finished run (its metrics.json exists) is reused; an interrupted one resumes
 from its last checkpoint; a failed one is reported as failed (with its log)
 and the others go on. Nothing in an earlier run's work dir is deleted.
+``--jobs N`` trains N runs at once, each with 1/N of the CPU threads: on a
+GPU machine the CPU setting's small model leaves the GPU mostly idle, so 8
+runs at once took about as long as one (an H100 with 16 cores: eight
+1,000-iteration runs in 190-197 s each). On a 2-core machine keep 1.
 Training runs on the GPU when CUDA is available (mmengine's Runner moves the
 model there); ``--device cpu`` hides the GPU from the runs.
 """
 import argparse
+import concurrent.futures
 import importlib.util
 import json
 import math
@@ -347,6 +353,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help=f'synthetic set to use or create (default {SYNTH_ROOT}, '
                         f'{QUICK_ROOT} with --quick)')
     parser.add_argument('--variants', nargs='+', default=None, choices=ABLATION_VARIANTS)
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='runs trained at once (default 1; a GPU machine: 8)')
     parser.add_argument('--data-only', action='store_true',
                         help='only make the synthetic set and its info files')
     args = parser.parse_args(argv)
@@ -362,6 +370,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error(f'--seeds must be >= 1, got {args.seeds}')
     if args.epochs is not None and args.epochs < 1:
         parser.error(f'--epochs must be >= 1, got {args.epochs}')
+    if args.jobs < 1:
+        parser.error(f'--jobs must be >= 1, got {args.jobs}')
     if args.lr is not None and not args.lr > 0:
         parser.error(f'--lr must be > 0, got {args.lr}')
     if args.variants is None:
@@ -397,22 +407,27 @@ def main(argv: Optional[List[str]] = None) -> None:
     log(f'schedule {args.schedule} ({schedule["epochs"] or "config"} epochs, '
         f'lr {schedule["lr"] or "config"}), {len(args.variants)} variants x '
         f'{len(seeds)} seeds on {device}: {out}')
-    per_seed: Dict[str, List[Optional[Dict[str, float]]]] = {v: [] for v in args.variants}
+    runs = [(seed, variant) for seed in seeds for variant in args.variants]
+    if args.jobs > 1:  # each run's torch gets its share of the cores
+        env['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // args.jobs))
     failures = []
-    total = len(seeds) * len(args.variants)
-    done = 0
-    for seed in seeds:
-        for variant in args.variants:
-            done += 1
-            log(f'run {done}/{total}')
-            try:
-                row = train_and_test(variant, seed, out, root, schedule, env)
-            except RunFailed as err:
-                print(str(err), flush=True)
-                log(f'{variant} seed {seed}: FAILED; going on with the others')
-                failures.append(f'{variant} seed {seed}: {str(err).splitlines()[-1]}')
-                row = None
-            per_seed[variant].append(row)
+
+    def one(k: int) -> Optional[Dict[str, float]]:
+        seed, variant = runs[k]
+        log(f'run {k + 1}/{len(runs)}')
+        try:
+            return train_and_test(variant, seed, out, root, schedule, env)
+        except RunFailed as err:
+            print(str(err), flush=True)
+            log(f'{variant} seed {seed}: FAILED; going on with the others')
+            failures.append(f'{variant} seed {seed}: {str(err).splitlines()[-1]}')
+            return None
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        rows = list(pool.map(one, range(len(runs))))
+    per_seed: Dict[str, List[Optional[Dict[str, float]]]] = {v: [] for v in args.variants}
+    for (seed, variant), row in zip(runs, rows):
+        per_seed[variant].append(row)
     table = aggregate(per_seed)
     markdown = render_markdown(table, seeds, per_seed)
     wall = time.time() - t_start
@@ -427,6 +442,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if failures:
         tail += '\nFailed runs (their logs are in the work dirs):\n\n' + ''.join(
             f'- {f}\n' for f in failures)
+    os.makedirs(out, exist_ok=True)
     with open(osp.join(out, 'results.md'), 'w') as f:
         f.write(head + markdown + tail)
     with open(osp.join(out, 'results.json'), 'w') as f:

@@ -1,6 +1,7 @@
 """tools/run_demo.py without training: schedules, ablation mode, the table
 (failed runs, FULLER's bar), on the real configs."""
 import importlib.util
+import os
 import os.path as osp
 
 import pytest
@@ -38,7 +39,8 @@ def test_defaults_and_ablation_mode():
 
 @pytest.mark.parametrize('argv', [['--quick', '--schedule', 'learn'],
                                   ['--seeds', '0'], ['--epochs', '0'],
-                                  ['--lr', '-1'], ['--variants', 'nope']])
+                                  ['--lr', '-1'], ['--variants', 'nope'],
+                                  ['--jobs', '0']])
 def test_bad_arguments_exit_with_a_message(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         demo.parse_args(argv)
@@ -96,3 +98,39 @@ def test_bar_is_not_judged_before_the_tasks_are_learned():
     text = demo.render_markdown(demo.aggregate(per_seed), [0])
     fuller = [ln for ln in text.splitlines() if ln.startswith('| fuller')][0]
     assert fuller.rstrip(' |').endswith('not learned')
+
+
+def test_jobs_train_runs_at_once_and_keep_every_row_in_place(
+        tmp_path, monkeypatch):
+    """--jobs 3: three runs are in flight together (a barrier of 3 would
+    time out otherwise), each run's row lands under its variant and seed,
+    and a failed run is reported without stopping the others."""
+    import json
+    import threading
+    barrier = threading.Barrier(3, timeout=120)
+    seen_env = []
+
+    def fake_run(variant, seed, out, root, schedule, env):
+        seen_env.append(env['OMP_NUM_THREADS'])
+        if seed == 0:
+            barrier.wait()  # the three seed-0 runs start together
+        if (variant, seed) == ('naive', 1):
+            raise demo.RunFailed('boom\n[demo] failed: train naive')
+        return dict(mAP=0.1 * seed + 0.01, NDS=0.2, mIoU=0.3 + 0.01 * seed)
+
+    monkeypatch.setattr(demo, 'train_and_test', fake_run)
+    monkeypatch.setattr(demo, 'prepare_data', lambda root, world: None)
+    monkeypatch.setattr(demo, 'run', lambda *a, **k: None)  # no plots
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit, match='1 run'):
+        demo.main(['--variants', 'det_only', 'naive', 'fuller', '--seeds',
+                   '2', '--jobs', '3', '--device', 'cpu', '--out', str(out)])
+    result = json.loads((out / 'results.json').read_text())
+    runs = result['runs']
+    assert runs['naive'][1] is None and result['failures'] == [
+        'naive seed 1: [demo] failed: train naive']
+    for variant in ('det_only', 'naive', 'fuller'):
+        assert runs[variant][0]['mAP'] == pytest.approx(0.01)
+    assert runs['fuller'][1]['mIoU'] == pytest.approx(0.31)
+    cores = max(1, (os.cpu_count() or 1) // 3)
+    assert seen_env == [str(cores)] * 6
