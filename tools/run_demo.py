@@ -63,13 +63,16 @@ SCHEDULES = {
         note='a 1-epoch SMOKE RUN on a 4-scene x 4-sample world: it checks '
         'that every step runs; its numbers say nothing about the methods'),
     'short': dict(
-        epochs=None, lr=None, world=[],
-        note='4 epochs (160 iterations at batch 2): detection has barely '
-        'started to learn; compare the variants, not the absolute numbers'),
+        epochs=8, lr=4e-3, world=[],
+        note='8 epochs (320 iterations at batch 2, AdamW 4e-3, cosine), what '
+        'fits `make demo` into about 30 minutes on 2 CPU cores: detection is '
+        'learning but far from converged; compare the variants, not the '
+        'absolute numbers'),
     'learn': dict(
-        epochs=38, lr=None, world=[],
-        note='38 epochs (about 1,500 iterations at batch 2), the length at '
-        'which the detection-only model reached 53 mAP on a GPU'),
+        epochs=25, lr=4e-3, world=[],
+        note='25 epochs (1,000 iterations at batch 2, AdamW 4e-3, cosine); '
+        'on an H100 the detection-only model reached 33.9 mAP and the '
+        'segmentation-only model 29.8 mIoU at this length (seed 0)'),
 }
 
 
