@@ -147,6 +147,41 @@ def test_pillar_grid_mismatch_fails_at_build():
         build_model(model_cfg)
 
 
+@pytest.mark.parametrize('base, override, head, setting', [
+    ('bevfusion_cpu.py', ('bbox_head', 'bbox_coder', 'out_size_factor', 2),
+     'bbox_head', 'out_size_factor'),
+    ('bevfusion_cpu.py', ('seg_head', 'input_bounds',
+                          [[-51.2, 51.2, 1.6], [-51.2, 51.2, 1.6]]),
+     'seg_head', 'seg_head.input_bounds'),
+    ('bevfusion_cpu_centerhead.py',
+     ('bbox_head', 'train_cfg', 'out_size_factor', 2), 'bbox_head',
+     'grid_size / out_size_factor'),
+    ('bevfusion_nus.py', ('pts_neck', 'upsample_strides', [2, 4]),
+     'bbox_head', 'upsample_strides[0]=2'),
+])
+def test_head_grid_mismatch_fails_at_build(base, override, head, setting):
+    """A head configured for another grid than the decoder's output would
+    train without an error, every box and map cell misplaced (the CPU
+    model's heads moved from 64x64 to 128x128: a box coder left at
+    out_size_factor=2 halves every box position). It fails at build,
+    naming the head, both grids and the settings."""
+    model_cfg = load_cfg(f'configs/_base_/models/{base}').model
+    if model_cfg.img_backbone:
+        model_cfg.img_backbone.init_cfg = None
+    *path, key, value = override
+    part = model_cfg
+    for name in path:
+        part = part[name]
+    part[key] = value
+    with pytest.raises(ValueError) as err:
+        build_model(model_cfg)
+    msg = str(err.value)
+    assert '\n' not in msg
+    for piece in (f'{head} is configured for a', setting,
+                  'but the decoder outputs'):
+        assert piece in msg, msg
+
+
 def _paper_cfg_reduced():
     """The paper model at a 64x176 input; the sparse-conv LiDAR encoder
     (CUDA only) swapped for pillars on the same 0.6 m decoder grid."""

@@ -1,4 +1,5 @@
 """The multi-task camera + LiDAR BEVFusion detector of FULLER-3D."""
+import math
 from typing import Dict, List, Optional, Tuple
 
 from mmdet3d.models.detectors import Base3DDetector
@@ -23,6 +24,26 @@ def _setting(module) -> str:
 def _channels_mismatch(what: str, got, where: str, want) -> ValueError:
     return ValueError(f'channel mismatch: {what} is {got} but {where} is '
                       f'{want}; make them equal in the model config.')
+
+
+def _decoder_stride(pts_backbone: dict,
+                    pts_neck: Optional[dict]) -> Optional[Tuple[float, str]]:
+    """(scale, how) of the decoder's output grid against the BEV grid for a
+    SECOND-style backbone (``layer_strides``) and a SECONDFPN-style neck
+    (``upsample_strides``: every level is brought to level 0's stride
+    divided by its first entry); None for decoders without them."""
+    strides = (pts_backbone or {}).get('layer_strides')
+    if not strides:
+        return None
+    if not pts_neck:  # the last level is read
+        return 1 / math.prod(strides), \
+            f'pts_backbone.layer_strides={list(strides)}'
+    ups = pts_neck.get('upsample_strides')
+    if not ups:
+        return None
+    return ups[0] / strides[0], (f'pts_backbone.layer_strides[0]='
+                                 f'{strides[0]}, pts_neck.upsample_strides'
+                                 f'[0]={ups[0]}')
 
 
 @MODELS.register_module()
@@ -92,6 +113,7 @@ class FullerBEVFusion(Base3DDetector):
         self.task_junction = TaskJunction(self.tasks) if use_junctions \
             else None
         self._check_bev_grids()
+        self._check_head_grids(_decoder_stride(pts_backbone, pts_neck))
 
     # ------------------------------------------------------------- checks
     @staticmethod
@@ -180,6 +202,37 @@ class FullerBEVFusion(Base3DDetector):
             raise _channels_mismatch('fusion_layer.in_channels[1] (LiDAR)',
                                      list(fuse_in)[-1],
                                      'the LiDAR branch output', lid_ch)
+
+    def _check_head_grids(self, decoder: Optional[Tuple[float, str]]) -> None:
+        """Each head must be configured for the grid the BEV decoder feeds
+        it: the box coder's cells (or CenterHead's grid) and the seg head's
+        input bounds describe the feature's grid, and a mismatch would not
+        fail at run time but put every box and map cell at the wrong place.
+        ``decoder`` = (output cells per BEV cell, the settings behind it);
+        None: a decoder whose strides we cannot read."""
+        branch = self.view_transform if self.with_camera else \
+            self.pts_middle_encoder
+        if decoder is None or not hasattr(branch, 'bev_shape'):
+            return
+        scale, how = decoder
+        bev = tuple(branch.bev_shape)
+        decoded = tuple(n * scale for n in bev)
+        if any(abs(n - round(n)) > 1e-6 for n in decoded):
+            raise ValueError(
+                f'the BEV decoder cannot keep the grid {bev} (X, Y) whole: '
+                f'{how} scale it by {scale:g}; change the strides or the '
+                'grid.')
+        decoded = tuple(int(round(n)) for n in decoded)
+        for name, head in (('bbox_head', self.bbox_head),
+                           ('seg_head', self.seg_head)):
+            grid = getattr(head, 'input_grid', None)
+            if grid is not None and tuple(grid) != decoded:
+                raise ValueError(
+                    f'{name} is configured for a {tuple(grid)} (X, Y) '
+                    f'feature grid ({head.input_grid_setting}) but the '
+                    f'decoder outputs {decoded} (the BEV grid {bev} with '
+                    f'{how}); make the head match the decoder, or the '
+                    'strides the head.')
 
     @property
     def with_camera(self) -> bool:

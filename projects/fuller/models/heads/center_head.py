@@ -1,5 +1,5 @@
 """mmdet3d's CenterHead on the plugin's (C, X, Y) BEV feature."""
-from typing import List
+from typing import List, Optional, Tuple
 
 from mmdet3d.models.dense_heads import CenterHead
 from torch import Tensor
@@ -17,6 +17,20 @@ class BEVCenterHead(CenterHead):
     smaller ``share_conv_channel`` and ``common_heads`` widths
     (``head_conv``).
     """
+
+    #: the config entry that sets ``input_grid`` (named in grid errors)
+    input_grid_setting = ('bbox_head.train_cfg (grid_size / '
+                          'out_size_factor)')
+
+    @property
+    def input_grid(self) -> Optional[Tuple[int, int]]:
+        """(X, Y) cells of the BEV feature the targets assume (None without
+        a train_cfg)."""
+        cfg = self.train_cfg or {}
+        if 'grid_size' not in cfg or 'out_size_factor' not in cfg:
+            return None
+        return tuple(int(n) // cfg['out_size_factor']
+                     for n in cfg['grid_size'][:2])
 
     def forward(self, feats: List[Tensor]):
         if isinstance(feats, Tensor):

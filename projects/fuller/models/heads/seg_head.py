@@ -66,6 +66,7 @@ class BEVSegHead(BaseModule):
         self.classes = tuple(classes)
         self.gamma, self.alpha, self.loss_weight = gamma, alpha, loss_weight
         self.output_shape = tuple(bins_from_bound(b) for b in output_bounds)
+        self.input_grid = tuple(bins_from_bound(b) for b in input_bounds)
         self.register_buffer(
             'grid', self._make_grid(input_bounds, output_bounds),
             persistent=False)
@@ -76,6 +77,9 @@ class BEVSegHead(BaseModule):
                        norm_cfg=norm),
             ConvModule(mid, mid, 3, padding=1, bias=False, norm_cfg=norm))
         self.cls = nn.Conv2d(mid, len(self.classes), 1)
+
+    #: the config entry that sets ``input_grid`` (named in grid errors)
+    input_grid_setting = 'seg_head.input_bounds'
 
     @staticmethod
     def _make_grid(input_bounds, output_bounds) -> Tensor:

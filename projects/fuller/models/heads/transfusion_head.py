@@ -179,6 +179,20 @@ class TransFusionHead(BaseModule):
         for heads in self.pred_heads:
             nn.init.constant_(heads['heatmap'][-1].bias, -2.19)
 
+    #: the config entry that sets ``input_grid`` (named in grid errors)
+    input_grid_setting = ('bbox_head.bbox_coder (pc_range / (voxel_size x '
+                          'out_size_factor))')
+
+    @property
+    def input_grid(self) -> Tuple[int, int]:
+        """(X, Y) cells of the BEV feature the box coder assumes: its cell
+        is ``voxel_size * out_size_factor`` metres over ``pc_range``."""
+        c = self.bbox_coder
+        return tuple(
+            int(round((c.pc_range[a + 3] - c.pc_range[a]) /
+                      (c.voxel_size[a] * c.out_size_factor)))
+            for a in (0, 1))
+
     def _nms_groups(self, default: int, class_names, per_class
                     ) -> List[Tuple[int, List[int]]]:
         """[(window, [class indices])] from the query-init config."""
