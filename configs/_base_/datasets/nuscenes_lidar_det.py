@@ -13,7 +13,7 @@ gt_paste_sampler = _pipelines.gt_paste_sampler
 
 data_root = 'data/nuscenes/'
 point_cloud_range = [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0]
-input_modality = dict(use_lidar=True, use_camera=False)
+input_modality = dict(_pipelines.LIDAR_ONLY)
 # each class filled up to upstream's group sizes with objects of >= 5 points
 db_sampler = gt_paste_sampler(data_root, min_points=5)
 train_pipeline, test_pipeline = multitask_pipelines(
@@ -25,22 +25,9 @@ train_pipeline, test_pipeline = multitask_pipelines(
     with_map=False,
     db_sampler=db_sampler)
 
-train_dataloader = dict(
-    dataset=dict(
-        _delete_=True,
-        type='CBGSDataset',
-        dataset=dict(
-            type='FullerNuScenesDataset',
-            data_root=data_root,
-            ann_file='nuscenes_infos_train.pkl',
-            modality=input_modality,
-            data_prefix=dict(pts='samples/LIDAR_TOP',
-                             sweeps='sweeps/LIDAR_TOP'),
-            pipeline=train_pipeline,
-            box_type_3d='LiDAR',
-            use_valid_flag=True,
-            filter_empty_gt=False,
-            test_mode=False)))
+train_dataloader = dict(dataset=dict(
+    _delete_=True, **_pipelines.cbgs_lidar_train_set(data_root,
+                                                     train_pipeline)))
 val_dataloader = dict(
     dataset=dict(modality=input_modality, pipeline=test_pipeline))
 test_dataloader = val_dataloader

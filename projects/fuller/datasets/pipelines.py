@@ -43,6 +43,32 @@ def gt_paste_sampler(data_root: str,
                            load_dim=load_dim, use_dim=list(range(load_dim))))
 
 
+#: what the LiDAR-only detection stage reads of a sample
+LIDAR_ONLY = dict(use_lidar=True, use_camera=False)
+
+
+def cbgs_lidar_train_set(data_root: str, pipeline: List[dict]) -> dict:
+    """The train split for LiDAR-only detection (stage 1 of the BEVFusion
+    recipe), wrapped in class-balanced grouping and sampling (CBGS, Zhu et
+    al. 2019: mmdet3d's ``CBGSDataset`` repeats the samples of rare classes
+    until every class is seen about equally often). Put it under
+    ``train_dataloader.dataset`` with ``_delete_=True``."""
+    return dict(
+        type='CBGSDataset',
+        dataset=dict(
+            type='FullerNuScenesDataset',
+            data_root=data_root,
+            ann_file='nuscenes_infos_train.pkl',
+            modality=LIDAR_ONLY,
+            data_prefix=dict(pts='samples/LIDAR_TOP',
+                             sweeps='sweeps/LIDAR_TOP'),
+            pipeline=pipeline,
+            box_type_3d='LiDAR',
+            use_valid_flag=True,
+            filter_empty_gt=False,
+            test_mode=False))
+
+
 def multitask_pipelines(
         data_root: str,
         point_cloud_range: Sequence[float],
