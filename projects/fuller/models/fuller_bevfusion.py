@@ -26,7 +26,7 @@ def _channels_mismatch(what: str, got, where: str, want) -> ValueError:
                       f'{want}; make them equal in the model config.')
 
 
-def _decoder_stride(pts_backbone: dict,
+def _decoder_scale(pts_backbone: dict,
                     pts_neck: Optional[dict]) -> Optional[Tuple[float, str]]:
     """(scale, how) of the decoder's output grid against the BEV grid for a
     SECOND-style backbone (``layer_strides``) and a SECONDFPN-style neck
@@ -113,7 +113,7 @@ class FullerBEVFusion(Base3DDetector):
         self.task_junction = TaskJunction(self.tasks) if use_junctions \
             else None
         self._check_bev_grids()
-        self._check_head_grids(_decoder_stride(pts_backbone, pts_neck))
+        self._check_head_grids(_decoder_scale(pts_backbone, pts_neck))
 
     # ------------------------------------------------------------- checks
     @staticmethod
