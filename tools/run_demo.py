@@ -15,6 +15,10 @@ and the gradient plots to ``<out>/plots``.
 A finished run (its metrics.json exists) is reused; an interrupted one resumes
 from its last checkpoint; a failed one is reported as failed (with its log)
 and the others go on. Nothing in an earlier run's work dir is deleted.
+Ctrl-C (or SIGTERM) stops the demo: no further run starts, each running
+tool gets the signal once (tools/train.py then saves a checkpoint of its
+current iteration and exits; a second Ctrl-C stops it at once), and the same
+command resumes.
 ``--jobs N`` trains N runs at once, each with 1/N of the CPU threads: on a
 GPU machine the CPU setting's small model leaves the GPU mostly idle, so 8
 runs at once took about as long as one (an H100 with 16 cores: eight
@@ -24,16 +28,19 @@ model there); ``--device cpu`` hides the GPU from the runs.
 """
 import argparse
 import concurrent.futures
+import contextlib
 import importlib.util
 import json
 import math
 import os
 import os.path as osp
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: The demo's six variants: single-task baselines, naive MTL, each level, both.
@@ -84,17 +91,59 @@ class RunFailed(Exception):
     """A tool exited non-zero; the message names the command and its log."""
 
 
+class Interrupted(Exception):
+    """The user stopped the demo (SIGINT / SIGTERM)."""
+
+
+#: Set by a stop signal: no tool starts after it.
+STOP = threading.Event()
+_running: Set[subprocess.Popen] = set()
+_running_lock = threading.Lock()
+
+
+def _signal_running(signum: int) -> None:
+    with _running_lock:
+        procs = list(_running)
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+
+def _on_stop_signal(signum: int, _frame) -> None:
+    """Ctrl-C / SIGTERM: stop starting runs and hand the signal once to each
+    running tool. The tools run in their own sessions, so a terminal's
+    Ctrl-C reaches them only through here: exactly once per Ctrl-C, which
+    tools/train.py takes as "save and stop" (twice: "stop now")."""
+    if not STOP.is_set():
+        log(f'{signal.Signals(signum).name}: stopping; the running tools save '
+            'their state (Ctrl-C again to stop them at once)')
+    STOP.set()
+    _signal_running(signum)
+
+
 def run(cmd: List[str], log_file: Optional[str] = None,
         env: Optional[dict] = None) -> None:
     """Run a tool from the repo root; on failure raise RunFailed with the
-    log's tail."""
+    log's tail, when the demo is being stopped raise Interrupted."""
+    if STOP.is_set():
+        raise Interrupted(' '.join(cmd))
     env = dict(env or os.environ)
     env.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
-    if log_file:
-        with open(log_file, 'a') as f:
-            proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
-    else:
-        proc = subprocess.run(cmd, cwd=REPO, env=env)
+    with (open(log_file, 'a') if log_file else contextlib.nullcontext()) as f:
+        out = dict(stdout=f, stderr=subprocess.STDOUT) if f else {}
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env,
+                                start_new_session=True, **out)
+        with _running_lock:
+            _running.add(proc)
+        if STOP.is_set():  # the signal came while it was starting
+            _signal_running(signal.SIGINT)
+        try:
+            proc.wait()
+        finally:
+            with _running_lock:
+                _running.discard(proc)
+    if STOP.is_set():
+        raise Interrupted(' '.join(cmd))
     if proc.returncode != 0:
         tail = ''
         if log_file:
@@ -384,6 +433,23 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
+    STOP.clear()
+    handlers = {signum: signal.signal(signum, _on_stop_signal)
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _main(args)
+    except Interrupted:
+        pass
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    if STOP.is_set():
+        print('\n[demo] interrupted: run the same command again to resume',
+              file=sys.stderr, flush=True)
+        sys.exit(130)
+
+
+def _main(args: argparse.Namespace) -> None:
     schedule = dict(SCHEDULES[args.schedule])
     for key in ('epochs', 'lr'):
         if getattr(args, key) is not None:
@@ -417,9 +483,13 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     def one(k: int) -> Optional[Dict[str, float]]:
         seed, variant = runs[k]
+        if STOP.is_set():
+            return None
         log(f'run {k + 1}/{len(runs)}')
         try:
             return train_and_test(variant, seed, out, root, schedule, env)
+        except Interrupted:
+            return None
         except RunFailed as err:
             print(str(err), flush=True)
             log(f'{variant} seed {seed}: FAILED; going on with the others')
@@ -428,6 +498,8 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         rows = list(pool.map(one, range(len(runs))))
+    if STOP.is_set():  # the table of a stopped demo would be half empty
+        return
     per_seed: Dict[str, List[Optional[Dict[str, float]]]] = {v: [] for v in args.variants}
     for (seed, variant), row in zip(runs, rows):
         per_seed[variant].append(row)
@@ -468,5 +540,5 @@ def main(argv: Optional[List[str]] = None) -> None:
 if __name__ == '__main__':
     try:
         main()
-    except KeyboardInterrupt:  # the running tool got the Ctrl-C too and stopped
+    except KeyboardInterrupt:  # a Ctrl-C before main() set up its handlers
         sys.exit('\n[demo] interrupted: run the same command again to resume')

@@ -134,3 +134,66 @@ def test_jobs_train_runs_at_once_and_keep_every_row_in_place(
     assert runs['fuller'][1]['mIoU'] == pytest.approx(0.31)
     cores = max(1, (os.cpu_count() or 1) // 3)
     assert seen_env == [str(cores)] * 6
+
+
+_TOOL = '''
+import os, signal, sys, time
+marker = sys.argv[1]
+signals = []
+signal.signal(signal.SIGINT, lambda signum, frame: signals.append(signum))
+with open(marker + '.started', 'w') as f:
+    f.write(str(os.getsid(0)))
+deadline = time.time() + 300
+while not signals and time.time() < deadline:
+    time.sleep(0.05)
+time.sleep(1.0)  # a second delivery would land here
+with open(marker + '.signals', 'w') as f:
+    f.write(str(len(signals)))
+sys.exit(130 if signals else 0)
+'''
+
+
+def test_ctrl_c_stops_the_demo_and_hands_each_running_tool_one_signal(
+        tmp_path, monkeypatch):
+    """SIGINT to the driver: each running tool (in a session of its own, so
+    that a terminal's Ctrl-C reaches it only through the driver) gets it
+    exactly once, i.e. "save and stop"; no queued run starts; the demo exits
+    130, writes no half table and says how to resume."""
+    import signal
+    import sys
+    import threading
+    import time
+    tool = tmp_path / 'tool.py'
+    tool.write_text(_TOOL)
+    started = []
+
+    def tool_run(variant, seed, out, root, schedule, env):
+        started.append(variant)
+        marker = str(tmp_path / variant)
+        demo.run([sys.executable, str(tool), marker], marker + '.log', env)
+        return dict(mAP=0.5, NDS=0.5, mIoU=0.5)
+
+    monkeypatch.setattr(demo, 'train_and_test', tool_run)
+    monkeypatch.setattr(demo, 'prepare_data', lambda root, world: None)
+
+    def interrupt_when_both_run():
+        deadline = time.time() + 120
+        while time.time() < deadline and len(
+                list(tmp_path.glob('*.started'))) < 2:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.getsignal(signal.SIGINT)
+    threading.Thread(target=interrupt_when_both_run, daemon=True).start()
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit) as stop:
+        demo.main(['--variants', 'det_only', 'naive', 'fuller', '--jobs', '2',
+                   '--device', 'cpu', '--out', str(out)])
+    assert stop.value.code == 130
+    assert sorted(started) == ['det_only', 'naive']  # fuller never started
+    for variant in started:
+        assert (tmp_path / f'{variant}.signals').read_text() == '1'
+        assert int((tmp_path / f'{variant}.started').read_text()) != \
+            os.getsid(0)
+    assert not (out / 'results.json').exists()
+    assert signal.getsignal(signal.SIGINT) is previous  # handlers restored
