@@ -93,3 +93,29 @@ def test_per_class_windows_need_known_class_names():
     with pytest.raises(ValueError, match='pedestrain'):
         _head(class_names=CLASS_NAMES,
               class_nms_kernel_sizes=dict(pedestrain=1))
+
+
+def test_decoder_attention_runs_fused_and_equals_the_explicit_weights():
+    """The decoder layer's attentions go through the fused kernel (no
+    (B*heads, P, L) weight tensor) and give what the explicit
+    softmax(QK^T / sqrt(d)) V computation of the same modules gives."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from fuller.models.heads import TransFusionDecoderLayer
+    torch.manual_seed(0)
+    layer = TransFusionDecoderLayer(32, 4, 64, dropout=0.0).eval()
+    query, key = torch.randn(2, 16, 32), torch.randn(2, 300, 32)
+    query_pos, key_pos = torch.rand(2, 16, 2), torch.rand(2, 300, 2)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        out = layer(query, key, query_pos, key_pos)
+    ops = {e.name for e in prof.events()}
+    assert any('scaled_dot_product' in op for op in ops), sorted(ops)
+
+    qp, kp = layer.query_pos(query_pos), layer.key_pos(key_pos)
+    q = query + qp
+    x = layer.norms[0](query + layer.self_attn(q, q, q, need_weights=True)[0])
+    k = key + kp
+    x = layer.norms[1](x + layer.cross_attn(x + qp, k, k,
+                                            need_weights=True)[0])
+    expected = layer.norms[2](x + layer.ffn(x))
+    assert torch.allclose(out, expected, atol=1e-5)
