@@ -37,6 +37,16 @@ def test_defaults_and_ablation_mode():
         assert osp.isfile(osp.join(REPO, demo.CONFIG.format(variant))), variant
 
 
+def test_runs_at_once_by_default(monkeypatch):
+    """Without --jobs: 8 runs on a GPU, 2 on a CPU of 2+ cores, else 1."""
+    assert demo.parse_args([]).jobs is None
+    assert demo.default_jobs('cuda') == 8
+    monkeypatch.setattr(demo.os, 'cpu_count', lambda: 2)
+    assert demo.default_jobs('cpu') == 2
+    monkeypatch.setattr(demo.os, 'cpu_count', lambda: 1)
+    assert demo.default_jobs('cpu') == 1
+
+
 @pytest.mark.parametrize('argv', [['--quick', '--schedule', 'learn'],
                                   ['--seeds', '0'], ['--epochs', '0'],
                                   ['--lr', '-1'], ['--variants', 'nope'],
