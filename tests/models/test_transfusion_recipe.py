@@ -96,26 +96,23 @@ def test_per_class_windows_need_known_class_names():
 
 
 def test_decoder_attention_runs_fused_and_equals_the_explicit_weights():
-    """The decoder layer's attentions go through the fused kernel (no
-    (B*heads, P, L) weight tensor) and give what the explicit
-    softmax(QK^T / sqrt(d)) V computation of the same modules gives."""
+    """By default the decoder layer's attentions go through the fused kernel
+    (no (B*heads, P, L) weight tensor) and compute what the explicit
+    softmax(QK^T / sqrt(d)) V path of the same weights computes."""
     from torch.profiler import ProfilerActivity, profile
 
     from fuller.models.heads import TransFusionDecoderLayer
     torch.manual_seed(0)
-    layer = TransFusionDecoderLayer(32, 4, 64, dropout=0.0).eval()
-    query, key = torch.randn(2, 16, 32), torch.randn(2, 300, 32)
-    query_pos, key_pos = torch.rand(2, 16, 2), torch.rand(2, 300, 2)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        out = layer(query, key, query_pos, key_pos)
-    ops = {e.name for e in prof.events()}
-    assert any('scaled_dot_product' in op for op in ops), sorted(ops)
-
-    qp, kp = layer.query_pos(query_pos), layer.key_pos(key_pos)
-    q = query + qp
-    x = layer.norms[0](query + layer.self_attn(q, q, q, need_weights=True)[0])
-    k = key + kp
-    x = layer.norms[1](x + layer.cross_attn(x + qp, k, k,
-                                            need_weights=True)[0])
-    expected = layer.norms[2](x + layer.ffn(x))
-    assert torch.allclose(out, expected, atol=1e-5)
+    fused = TransFusionDecoderLayer(32, 4, 64, dropout=0.0).eval()
+    explicit = TransFusionDecoderLayer(32, 4, 64, dropout=0.0,
+                                       fused_attention=False).eval()
+    explicit.load_state_dict(fused.state_dict())
+    inputs = (torch.randn(2, 16, 32), torch.randn(2, 300, 32),
+              torch.rand(2, 16, 2), torch.rand(2, 300, 2))
+    outs = {}
+    for name, layer in (('fused', fused), ('explicit', explicit)):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            outs[name] = layer(*inputs)
+        used = any('scaled_dot_product' in e.name for e in prof.events())
+        assert used == (name == 'fused'), name
+    assert torch.allclose(outs['fused'], outs['explicit'], atol=1e-5)

@@ -44,11 +44,20 @@ class TransFusionDecoderLayer(BaseModule):
 
     Forward: query (B, P, C), key (B, L, C), query_pos (B, P, 2),
     key_pos (B, L, 2) -> (B, P, C).
+
+    Args:
+        channels, num_heads, ffn_channels, dropout: as upstream.
+        fused_attention: compute both attentions with torch's fused kernel
+            (``scaled_dot_product_attention``) rather than materialising
+            the (B * heads, P, L) weights; the same function, less memory
+            and time where the kernel applies (off: for comparisons).
     """
 
     def __init__(self, channels: int, num_heads: int, ffn_channels: int,
-                 dropout: float = 0.1, init_cfg=None) -> None:
+                 dropout: float = 0.1, fused_attention: bool = True,
+                 init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.fused_attention = fused_attention
         self.self_attn = nn.MultiheadAttention(
             channels, num_heads, dropout=dropout, batch_first=True)
         self.cross_attn = nn.MultiheadAttention(
@@ -64,17 +73,17 @@ class TransFusionDecoderLayer(BaseModule):
     def forward(self, query: Tensor, key: Tensor, query_pos: Tensor,
                 key_pos: Tensor) -> Tensor:
         qp, kp = self.query_pos(query_pos), self.key_pos(key_pos)
-        # need_weights=False: torch then runs the fused attention kernel
+        # Without weights asked for, torch runs the fused attention kernel
         # (scaled_dot_product_attention) instead of materialising the
-        # (B*heads, P, L) weights; over the L BEV cells that halved the
-        # cross-attention's forward+backward time on a CPU and avoids a
-        # B*8x200x32400 tensor in the paper setting
+        # (B*heads, P, L) weights over the L BEV cells (docs/models.md;
+        # tools/benchmark_decoder_attention.py compares the two).
+        weights = not self.fused_attention
         q = query + qp
         query = self.norms[0](query + self.drop(
-            self.self_attn(q, q, q, need_weights=False)[0]))
+            self.self_attn(q, q, q, need_weights=weights)[0]))
         k = key + kp
         query = self.norms[1](query + self.drop(
-            self.cross_attn(query + qp, k, k, need_weights=False)[0]))
+            self.cross_attn(query + qp, k, k, need_weights=weights)[0]))
         return self.norms[2](query + self.drop(self.ffn(query)))
 
 
