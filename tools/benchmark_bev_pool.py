@@ -8,16 +8,28 @@ sees. Reports points/s of the torch implementation (forward, and forward +
 backward) and of the naive per-point reference (timed on a subset: it is
 ~1e5x slower), as a markdown table.
 
+``--lift`` instead compares the LSS lift followed by ``bev_pool`` (the
+lifted (80, B*6, 118, 32, 88) tensor materialised) with ``lift_pool`` (the
+two fused, a few depth bins at a time): forward + backward time and memory
+peak of each, each in a fresh process.
+
     python tools/benchmark_bev_pool.py [--device cuda] [--repeats 5]
+    python tools/benchmark_bev_pool.py --lift [--device cuda] [--batch-size 4]
 """
 import argparse
+import json
+import sys
 import time
 
 import torch
 
+from fuller.engine.benchmark import (measure_step, run_in_processes,
+                                     side_by_side)
 from fuller.models import LSSTransform
-from fuller.models.ops import bev_pool, bev_pool_reference
+from fuller.models.ops import bev_pool, bev_pool_reference, lift_pool
 from fuller.models.synthetic import ring_cameras
+
+LIFT_MODES = ('lift_then_pool', 'lift_pool')
 
 
 def frustum_coords(batch_size: int, device: str):
@@ -48,6 +60,37 @@ def timed(fn, repeats: int, device: str) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
+def measure_lift(args: argparse.Namespace) -> dict:
+    """One --lift mode's forward+backward time and memory peak."""
+    coords, grid, _ = frustum_coords(args.batch_size, args.device)
+    m = 6 * args.batch_size
+    g = torch.Generator(device=args.device).manual_seed(0)
+    ctx = torch.randn(80, m, 32, 88, device=args.device, generator=g,
+                      requires_grad=True)
+    logits = torch.randn(m, 118, 32, 88, device=args.device, generator=g)
+    depth = logits.softmax(dim=1).requires_grad_(True)
+    b = args.batch_size
+
+    def step():
+        if args.mode == 'lift_pool':
+            out = lift_pool(ctx, depth, coords, b, grid)
+        else:
+            lifted = ctx.unsqueeze(2) * depth.unsqueeze(0)
+            out = bev_pool(lifted.view(80, -1).t(), coords, b, grid)
+        out.sum().backward()
+        ctx.grad = depth.grad = None
+
+    return measure_step(step, args.repeats, args.device)
+
+
+def compare_lift(args: argparse.Namespace, argv) -> None:
+    res = run_in_processes(__file__, list(argv), LIFT_MODES)
+    print(f'LSS lift + BEV pooling, forward+backward, device {args.device}, '
+          f'batch {args.batch_size} (6 cameras x 118 bins x 32x88, 80 '
+          f'channels), median of {args.repeats}')
+    print('\n'.join(side_by_side(res, LIFT_MODES)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cpu')
@@ -57,9 +100,22 @@ def main() -> None:
                         help='points timed for the naive reference')
     parser.add_argument('--threads', type=int, default=0,
                         help='torch CPU threads (0: leave the default)')
+    parser.add_argument('--lift', action='store_true',
+                        help='compare lift-then-bev_pool with lift_pool')
+    parser.add_argument('--mode', choices=LIFT_MODES, default=None,
+                        help=argparse.SUPPRESS)  # one --lift mode, a child
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.mode:
+        print(json.dumps(measure_lift(args)))
+        return
+    if args.lift:
+        try:
+            compare_lift(args, sys.argv[1:])
+        except RuntimeError as err:
+            sys.exit(f'benchmark_bev_pool: {err}')
+        return
     coords, grid, inside = frustum_coords(args.batch_size, args.device)
     # channel-first memory, as LSSTransform lifts its features
     feats = torch.randn(80, len(coords), device=args.device).t()

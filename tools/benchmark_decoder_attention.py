@@ -16,12 +16,11 @@ allocator keeps no statistics). Prints the median step time over
 """
 import argparse
 import json
-import resource
-import statistics
-import subprocess
 import sys
-import time
 from typing import Dict, List, Optional
+
+from fuller.engine.benchmark import (measure_step, run_in_processes,
+                                     side_by_side)
 
 MODES = ('explicit', 'fused')
 
@@ -77,10 +76,6 @@ def measure(args: argparse.Namespace) -> Dict[str, float]:
     key_pos = torch.rand(b, l, 2, device=dev)
     dtype = torch.float16 if args.device == 'cuda' else torch.bfloat16
 
-    def sync():
-        if args.device == 'cuda':
-            torch.cuda.synchronize()
-
     def step():
         with torch.autocast(args.device, dtype=dtype, enabled=args.amp):
             out = layer(query, key, query_pos, key_pos)
@@ -88,25 +83,7 @@ def measure(args: argparse.Namespace) -> Dict[str, float]:
         layer.zero_grad(set_to_none=True)
         key.grad = None
 
-    sync()
-    if args.device == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-        held = torch.cuda.memory_allocated()
-    else:
-        held = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    step()  # warm-up (kernel selection, allocator)
-    times = []
-    for _ in range(args.steps):
-        sync()
-        t0 = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    if args.device == 'cuda':
-        peak = torch.cuda.max_memory_allocated() - held
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - held
-    return dict(step_s=statistics.median(times), peak_mib=peak / 2**20)
+    return measure_step(step, args.steps, args.device)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -115,27 +92,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(json.dumps(measure(args)))
         return 0
     argv = list(sys.argv[1:] if argv is None else argv)
-    res = {}
-    for mode in MODES:
-        proc = subprocess.run(
-            [sys.executable, __file__, *argv, '--mode', mode],
-            capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.stderr.write(proc.stderr[-3000:])
-            print(f'benchmark_decoder_attention: the {mode} run failed '
-                  f'(exit {proc.returncode})', file=sys.stderr)
-            return 1
-        res[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    try:
+        res = run_in_processes(__file__, argv, MODES)
+    except RuntimeError as err:
+        print(f'benchmark_decoder_attention: {err}', file=sys.stderr)
+        return 1
     print(f'decoder layer, {args.device}{" amp" if args.amp else ""}, batch '
           f'{args.batch}, {args.proposals} queries x {args.cells} cells, '
           f'{args.channels} channels, {args.heads} heads, dropout '
           f'{args.dropout}, median of {args.steps} steps (forward+backward)')
-    print(f'{"":24}{"explicit":>12}{"fused":>12}{"fused/explicit":>16}')
-    for key, label, fmt in (('step_s', 'step s', '.4f'),
-                            ('peak_mib', 'peak MiB above start', '.0f')):
-        e, f = res['explicit'][key], res['fused'][key]
-        ratio = f / e if e > 0 else float('nan')
-        print(f'{label:24}{e:>12{fmt}}{f:>12{fmt}}{ratio:>16.3f}')
+    print('\n'.join(side_by_side(res, MODES)))
     return 0
 
 

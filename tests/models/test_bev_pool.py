@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from fuller.models.ops import bev_pool, bev_pool_reference
+from fuller.models.ops import bev_pool, bev_pool_reference, lift_pool
 
 
 def _random_case(n=400, c=5, b=2, grid=(2, 6, 7), seed=0):
@@ -77,3 +77,76 @@ def test_bad_inputs_are_named():
         bev_pool(feats, coords[:, :3], b, grid)
     with pytest.raises(ValueError, match='grid_shape'):
         bev_pool(feats, coords, b, grid[:2])
+
+
+def _lift_case(c=3, m=4, d=7, h=2, w=3, b=2, grid=(2, 5, 6), seed=0,
+               dtype=torch.float64):
+    """Context features (C, M, H, W), depth (M, D, H, W) and the frustum
+    points' voxel coords in (M, D, H, W) order, some outside the grid."""
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(c, m, h, w, generator=g, dtype=dtype)
+    depth = torch.rand(m, d, h, w, generator=g, dtype=dtype)
+    n = m * d * h * w
+    nz, nx, ny = grid
+    coords = torch.stack([
+        torch.arange(m).repeat_interleave(d * h * w) // (m // b),
+        torch.randint(-1, nx + 1, (n, ), generator=g),
+        torch.randint(0, ny, (n, ), generator=g),
+        torch.randint(0, nz, (n, ), generator=g)], dim=1)
+    return feats, depth, coords, b, grid
+
+
+def _lifted_then_pooled(feats, depth, coords, b, grid):
+    lifted = feats.unsqueeze(2) * depth.unsqueeze(0)  # (C, M, D, H, W)
+    return bev_pool(lifted.view(feats.shape[0], -1).t(), coords, b, grid)
+
+
+@pytest.mark.parametrize('chunk', [1 << 25, 3 * 4 * 2 * 3 * 2, 1])
+def test_lift_pool_equals_lifting_then_pooling(chunk):
+    """Values and both gradients, whatever the chunking (7 bins in chunks
+    of 2 leave a short last chunk; 1 element still means 1 bin)."""
+    feats, depth, coords, b, grid = _lift_case()
+    leaves = [t.clone().requires_grad_(True) for t in (feats, depth) * 2]
+    out = lift_pool(leaves[0], leaves[1], coords, b, grid,
+                    max_chunk_elements=chunk)
+    ref = _lifted_then_pooled(leaves[2], leaves[3], coords, b, grid)
+    assert out.shape == (b, feats.shape[0], *grid)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    weight = torch.randn_like(out)
+    (out * weight).sum().backward()
+    (ref * weight).sum().backward()
+    torch.testing.assert_close(leaves[0].grad, leaves[2].grad)
+    torch.testing.assert_close(leaves[1].grad, leaves[3].grad)
+
+
+def test_lift_pool_gradcheck():
+    feats, depth, coords, b, grid = _lift_case(c=2, m=2, d=3, h=1, w=2,
+                                               grid=(1, 3, 3))
+    assert torch.autograd.gradcheck(
+        lambda f, d: lift_pool(f, d, coords, b, grid, max_chunk_elements=4),
+        (feats.requires_grad_(True), depth.requires_grad_(True)))
+
+
+def test_lift_pool_sums_half_features_in_float32():
+    """Under autocast the context features come in float16 (depth, from a
+    softmax, in float32): sums in float32, gradients in the inputs' types."""
+    feats, depth, coords, b, grid = _lift_case(dtype=torch.float32)
+    half = feats.half().requires_grad_(True)
+    depth.requires_grad_(True)
+    out = lift_pool(half, depth, coords, b, grid, max_chunk_elements=50)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(
+        out, _lifted_then_pooled(half.float(), depth, coords, b, grid))
+    out.sum().backward()
+    assert half.grad.dtype == torch.float16
+    assert depth.grad.dtype == torch.float32
+
+
+def test_lift_pool_bad_inputs_are_named():
+    feats, depth, coords, b, grid = _lift_case()
+    with pytest.raises(ValueError, match=r'\(C, M, H, W\)'):
+        lift_pool(feats, depth[1:], coords, b, grid)
+    with pytest.raises(ValueError, match='one row per frustum point'):
+        lift_pool(feats, depth, coords[1:], b, grid)
+    with pytest.raises(TypeError, match='integer'):
+        lift_pool(feats, depth, coords.float(), b, grid)

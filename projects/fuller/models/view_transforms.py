@@ -7,7 +7,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ..registry import MODELS
-from .ops import bev_pool
+from .ops import lift_pool
 from .utils import bins_from_bound, to_device_async
 
 
@@ -38,7 +38,8 @@ class LSSTransform(BaseModule):
     copies of the feature along the pixel's ray. The ray points are mapped to
     the (augmented) LiDAR frame with ``lidar_aug_matrix @ inv(lidar2img)``
     after undoing ``img_aug_matrix``, and summed per BEV cell by
-    :func:`bev_pool`.
+    :func:`lift_pool` (outer product and sum a few depth bins at a time, so
+    the lifted (C, B*N, D, fH, fW) tensor never exists whole).
 
     Args:
         in_channels: channels of the image feature map.
@@ -208,11 +209,9 @@ class LSSTransform(BaseModule):
         b, n, c, fh, fw = img_feats.shape
         x = self.depthnet(img_feats.view(b * n, c, fh, fw))
         depth = x[:, :self.num_depth].softmax(dim=1)  # (B*N, D, fH, fW)
+        # context features channel-first, (C, B*N, fH, fW): the layout in
+        # which the pooling accumulates fastest
         ctx = x[:, self.num_depth:].transpose(0, 1).contiguous()
-        # ctx: (C, B*N, fH, fW)
-        # Lifted features, channel-first (C, B*N, D, fH, fW): the layout in
-        # which bev_pool accumulates fastest.
-        lifted = ctx.unsqueeze(2) * depth.unsqueeze(0)
         eye = torch.eye(4)
         lidar2img = _stack_meta(data_samples, 'lidar2img', img_feats)
         img_aug = _stack_meta(data_samples, 'img_aug_matrix', img_feats,
@@ -221,9 +220,10 @@ class LSSTransform(BaseModule):
                                 eye)
         geom = self.get_geometry(lidar2img, img_aug, lidar_aug)
         coords, _ = self.voxel_indices(geom)  # out-of-grid rows are skipped
-        # bev_pool sums in float32 (thousands of points a cell would
-        # overflow float16); the convs after it run under autocast again.
-        pooled = bev_pool(lifted.view(self.out_channels, -1).t(), coords, b,
-                          self.grid_shape)
+        # The lift (ctx x depth, (C, B*N, D, fH, fW): 2.5 GB in float32 at
+        # the paper's sizes) and the pooling, a few depth bins at a time; sums
+        # in float32 (thousands of points a cell would overflow float16), the
+        # convs after it run under autocast again.
+        pooled = lift_pool(ctx, depth, coords, b, self.grid_shape)
         bev = torch.cat(pooled.unbind(dim=2), dim=1)  # (B, C*Z, X, Y)
         return self.downsample(bev)

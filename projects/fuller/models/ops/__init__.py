@@ -1,6 +1,7 @@
-from .bev_pool import bev_pool, bev_pool_reference
+from .bev_pool import bev_pool, bev_pool_reference, lift_pool
 from .voxelize import TorchHardVoxelization, hard_voxelize
 
 __all__ = [
-    'bev_pool', 'bev_pool_reference', 'TorchHardVoxelization', 'hard_voxelize'
+    'bev_pool', 'bev_pool_reference', 'lift_pool', 'TorchHardVoxelization',
+    'hard_voxelize'
 ]
