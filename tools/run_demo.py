@@ -10,6 +10,7 @@ and the gradient plots to ``<out>/plots``.
                              [--epochs E] [--lr LR] [--out DIR]
     python tools/run_demo.py --ablation        # every variant, 3 seeds, learn
     python tools/run_demo.py --data-only       # just make the synthetic set
+    python tools/run_demo.py --ablation --summary  # table the finished runs
     python tools/run_demo.py --ablation --jobs 8   # 8 runs at once (a GPU)
 
 A finished run (its metrics.json exists) is reused; an interrupted one resumes
@@ -38,7 +39,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional, Set, Tuple
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: The demo's six variants: single-task baselines, naive MTL, each level, both.
@@ -249,15 +250,27 @@ def schedule_options(schedule: dict) -> List[str]:
     return opts
 
 
+def finished_run(work: str) -> Optional[Dict[str, float]]:
+    """The row of a run that finished (its metrics.json exists), else None."""
+    metrics_file = osp.join(work, 'metrics.json')
+    if not osp.isfile(metrics_file):
+        return None
+    with open(metrics_file) as f:
+        row = json.load(f)['row']
+    return {**step_ratios(work), **row}
+
+
+#: the row of a run that has not finished yet (--summary)
+NOT_RUN = {'not_run': True}
+
+
 def train_and_test(variant: str, seed: int, out: str, root: str,
                    schedule: dict, env: dict) -> Dict[str, float]:
     work = osp.join(out, f'seed{seed}', variant)
-    metrics_file = osp.join(work, 'metrics.json')
-    if osp.isfile(metrics_file):
-        log(f'{variant} seed {seed}: reusing {metrics_file}')
-        with open(metrics_file) as f:
-            row = json.load(f)['row']
-        return {**step_ratios(work), **row}
+    row = finished_run(work)
+    if row is not None:
+        log(f'{variant} seed {seed}: reusing {work}/metrics.json')
+        return row
     os.makedirs(work, exist_ok=True)
     cfg = osp.join(REPO, CONFIG.format(variant))
     options = ['--data-root', root]
@@ -281,7 +294,7 @@ def train_and_test(variant: str, seed: int, out: str, root: str,
     row = summarise(raw)
     row.update(step_ratios(work))
     row['train_time_s'] = train_time
-    with open(metrics_file, 'w') as f:
+    with open(osp.join(work, 'metrics.json'), 'w') as f:
         json.dump(dict(row=row, raw=raw), f, indent=2)
     shown = '  '.join(f'{k}={row[k]:.4f}' for k in ('mAP', 'NDS', 'mIoU')
                       if row[k] is not None)
@@ -294,7 +307,7 @@ def aggregate(rows: Dict[str, List[Optional[Dict[str, float]]]]) -> Dict[str, Di
     runs that finished (None = a failed run)."""
     table = {}
     for variant, runs in rows.items():
-        done = [r for r in runs if r is not None]
+        done = [r for r in runs if r is not None and r is not NOT_RUN]
         cols = {}
         for key in dict.fromkeys(k for r in done for k in r):
             values = [r[key] for r in done if r.get(key) is not None]
@@ -304,7 +317,8 @@ def aggregate(rows: Dict[str, List[Optional[Dict[str, float]]]]) -> Dict[str, Di
             cols[key] = dict(mean=statistics.fmean(values),
                              std=statistics.stdev(values) if len(values) > 1 else 0.0,
                              values=values)
-        cols['failed'] = len(runs) - len(done)
+        cols['failed'] = sum(r is None for r in runs)
+        cols['not_run'] = sum(r is NOT_RUN for r in runs)
         table[variant] = cols
     return table
 
@@ -351,7 +365,8 @@ def render_markdown(table: Dict[str, Dict[str, dict]], seeds: List[int],
                 deltas.append(f'{(cols[key]["mean"] - base[key]["mean"]) * 100:+.1f}')
             else:
                 deltas.append('–')
-        name = variant + (f' ({cols["failed"]} failed)' if cols.get('failed') else '')
+        name = variant + ''.join(f' ({cols[k]} {k.replace("_", " ")})'
+                                 for k in ('failed', 'not_run') if cols.get(k))
         cells = [name] + [_fmt(cols.get(k)) for k in ('mAP', 'NDS', 'mIoU')]
         cells += [_fmt(cols.get(k), scale=1.0, digits=2) for k in ('mAOE', 'mAVE')]
         cells += [_fmt(cols.get(k)) for k in iou_cols]
@@ -375,8 +390,8 @@ def render_markdown(table: Dict[str, Dict[str, dict]], seeds: List[int],
         for variant, runs in per_seed.items():
             cells = []
             for r in runs:
-                if r is None:
-                    cells.append('FAILED')
+                if r is None or r is NOT_RUN:
+                    cells.append('FAILED' if r is None else 'not run')
                     continue
                 cells.append(' / '.join('–' if r.get(k) is None else f'{r[k] * 100:.1f}'
                                         for k in ('mAP', 'NDS', 'mIoU')))
@@ -419,6 +434,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'machine, else 2 where there are 2 or more cores)')
     parser.add_argument('--data-only', action='store_true',
                         help='only make the synthetic set and its info files')
+    parser.add_argument('--summary', action='store_true',
+                        help='train nothing: write the table of the runs '
+                        'finished so far (the others: "not run")')
     args = parser.parse_args(argv)
     if args.quick:
         if args.schedule not in (None, 'quick'):
@@ -473,26 +491,48 @@ def _main(args: argparse.Namespace) -> None:
     if args.device == 'cpu':
         env['CUDA_VISIBLE_DEVICES'] = ''
     t_start = time.time()
-    try:
-        prepare_data(root, schedule['world'])
-    except RunFailed as err:
-        sys.exit(str(err))
+    if not args.summary:
+        try:
+            prepare_data(root, schedule['world'])
+        except RunFailed as err:
+            sys.exit(str(err))
     if args.data_only:
         log(f'data ready in {root}')
         return
     import torch
     device = 'cuda' if args.device == 'auto' and torch.cuda.is_available() else 'cpu'
     seeds = list(range(args.seeds))
-    log(f'schedule {args.schedule} ({schedule["epochs"] or "config"} epochs, '
-        f'lr {schedule["lr"] or "config"}), {len(args.variants)} variants x '
-        f'{len(seeds)} seeds on {device}: {out}')
     runs = [(seed, variant) for seed in seeds for variant in args.variants]
-    if args.jobs is None:
-        args.jobs = default_jobs(device)
-    log(f'{args.jobs} run(s) at once')
-    if args.jobs > 1:  # each run's torch gets its share of the cores
-        env['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // args.jobs))
-    failures = []
+    failures: List[str] = []
+    if args.summary:
+        rows = [finished_run(osp.join(out, f'seed{seed}', variant)) or NOT_RUN
+                for seed, variant in runs]
+        log(f'summary of {sum(r is not NOT_RUN for r in rows)} finished of '
+            f'{len(runs)} runs in {out}')
+    else:
+        log(f'schedule {args.schedule} ({schedule["epochs"] or "config"} epochs, '
+            f'lr {schedule["lr"] or "config"}), {len(args.variants)} variants x '
+            f'{len(seeds)} seeds on {device}: {out}')
+        jobs = args.jobs or default_jobs(device)
+        log(f'{jobs} run(s) at once')
+        if jobs > 1:  # each run's torch gets its share of the cores
+            env['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // jobs))
+        rows = train_all(runs, jobs, out, root, schedule, env, failures)
+        if STOP.is_set():  # the table of a stopped demo would be half empty
+            return
+    per_seed: Dict[str, List[Optional[Dict[str, float]]]] = {v: [] for v in args.variants}
+    for (seed, variant), row in zip(runs, rows):
+        per_seed[variant].append(row)
+    report(args, schedule, device, out, seeds, per_seed, failures,
+           time.time() - t_start)
+
+
+def train_all(runs: List[Tuple[int, str]], jobs: int, out: str, root: str,
+              schedule: dict, env: dict, failures: List[str]
+              ) -> List[Optional[Dict[str, float]]]:
+    """Train and test every (seed, variant) run, ``jobs`` at a time; their
+    rows in ``runs`` order (None: failed, its line added to ``failures``;
+    or not started because the demo is being stopped)."""
 
     def one(k: int) -> Optional[Dict[str, float]]:
         seed, variant = runs[k]
@@ -509,24 +549,31 @@ def _main(args: argparse.Namespace) -> None:
             failures.append(f'{variant} seed {seed}: {str(err).splitlines()[-1]}')
             return None
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        rows = list(pool.map(one, range(len(runs))))
-    if STOP.is_set():  # the table of a stopped demo would be half empty
-        return
-    per_seed: Dict[str, List[Optional[Dict[str, float]]]] = {v: [] for v in args.variants}
-    for (seed, variant), row in zip(runs, rows):
-        per_seed[variant].append(row)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, range(len(runs))))
+
+
+def report(args: argparse.Namespace, schedule: dict, device: str, out: str,
+           seeds: List[int], per_seed: Dict[str, List[Optional[Dict[str, float]]]],
+           failures: List[str], wall: float) -> None:
+    """Write results.md, results.json and the plots of seed 0's finished
+    runs; print the table."""
+    quick = args.schedule == 'quick'
     table = aggregate(per_seed)
     markdown = render_markdown(table, seeds, per_seed)
-    wall = time.time() - t_start
     head = (f'# FULLER {"ablation" if args.ablation else "demo"} results\n\n'
             f'Schedule `{args.schedule}`: {schedule["note"]}.'
             + (f' Overridden: epochs {schedule["epochs"]}, lr {schedule["lr"]}.'
                if args.epochs or args.lr else '')
-            + f' Device: {device}.\n\n')
+            + ('' if args.summary else f' Device: {device}.') + '\n\n')
     if quick:
         head += '**This is a smoke run, not a result.**\n\n'
-    tail = f'\nWall time of this run: {wall:.0f} s.\n'
+    missing = sum(r is NOT_RUN for rows in per_seed.values() for r in rows)
+    if missing:
+        head += (f'**Partial: {missing} of {sum(map(len, per_seed.values()))} '
+                 'runs have not finished yet (marked "not run"); means are '
+                 'over the finished ones.**\n\n')
+    tail = '' if args.summary else f'\nWall time of this run: {wall:.0f} s.\n'
     if failures:
         tail += '\nFailed runs (their logs are in the work dirs):\n\n' + ''.join(
             f'- {f}\n' for f in failures)
@@ -538,7 +585,8 @@ def _main(args: argparse.Namespace) -> None:
                        lr=schedule['lr'], quick=quick, device=device, wall_time_s=wall,
                        failures=failures, table=table, runs=per_seed), f, indent=2)
     work_dirs = [osp.join(out, f'seed{seeds[0]}', v) for v in args.variants
-                 if osp.isdir(osp.join(out, f'seed{seeds[0]}', v))]
+                 if osp.isfile(osp.join(out, f'seed{seeds[0]}', v, 'metrics.json'))
+                 or (not args.summary and osp.isdir(osp.join(out, f'seed{seeds[0]}', v)))]
     try:
         run([sys.executable, 'tools/plot_gradients.py', *work_dirs, '--results',
              osp.join(out, 'results.json'), '--out', osp.join(out, 'plots')])

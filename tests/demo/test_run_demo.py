@@ -207,3 +207,33 @@ def test_ctrl_c_stops_the_demo_and_hands_each_running_tool_one_signal(
             os.getsid(0)
     assert not (out / 'results.json').exists()
     assert signal.getsignal(signal.SIGINT) is previous  # handlers restored
+
+
+def test_summary_tables_the_finished_runs_and_trains_nothing(
+        tmp_path, monkeypatch):
+    """--summary: the runs with a metrics.json are tabled, the others are
+    marked "not run" (not FAILED), and nothing is trained or generated."""
+    import json
+    out = tmp_path / 'ablation'
+    for seed, variant, m_ap in ((0, 'naive', 0.30), (1, 'naive', 0.40),
+                                (0, 'fuller', 0.25)):
+        work = out / f'seed{seed}' / variant
+        work.mkdir(parents=True)
+        (work / 'metrics.json').write_text(json.dumps(dict(
+            row=dict(mAP=m_ap, NDS=0.4, mIoU=0.2), raw={})))
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError('--summary trained or generated something')
+
+    monkeypatch.setattr(demo, 'train_and_test', must_not_train)
+    monkeypatch.setattr(demo, 'prepare_data', must_not_train)
+    monkeypatch.setattr(demo, 'run', lambda *a, **k: None)  # no plots
+    demo.main(['--summary', '--variants', 'naive', 'fuller', '--seeds', '2',
+               '--out', str(out), '--device', 'cpu'])
+    result = json.loads((out / 'results.json').read_text())
+    assert result['table']['naive']['mAP']['mean'] == pytest.approx(0.35)
+    assert result['table']['fuller']['not_run'] == 1
+    assert result['table']['fuller']['failed'] == 0
+    markdown = (out / 'results.md').read_text()
+    assert 'Partial: 1 of 4 runs' in markdown
+    assert '| fuller | 25.0 / 40.0 / 20.0 | not run |' in markdown
