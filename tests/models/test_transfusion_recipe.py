@@ -116,3 +116,16 @@ def test_decoder_attention_runs_fused_and_equals_the_explicit_weights():
         used = any('scaled_dot_product' in e.name for e in prof.events())
         assert used == (name == 'fused'), name
     assert torch.allclose(outs['fused'], outs['explicit'], atol=1e-5)
+
+
+def test_constants_are_made_once_per_device_and_dtype():
+    """The head's and its costs' constants (range, code weights) are made
+    once: on a GPU every new_tensor from a list synchronises the stream."""
+    from fuller.models.utils import ConstantCache
+    cache = ConstantCache()
+    ref = torch.zeros(3, dtype=torch.float64)
+    first = cache([1.0, 2.0], ref)
+    assert first.dtype == torch.float64 and first.tolist() == [1.0, 2.0]
+    assert cache([1.0, 2.0], ref) is first
+    assert cache([1.0, 2.0], ref.float()) is not first  # another dtype
+    assert cache([1.0, 3.0], ref) is not first

@@ -1,5 +1,5 @@
 """Small helpers shared by the model parts."""
-from typing import Sequence
+from typing import Dict, Sequence
 
 import torch
 from torch import Tensor
@@ -28,3 +28,25 @@ def to_device_async(tensor: Tensor, device: torch.device) -> Tensor:
     if device.type == 'cuda' and tensor.device.type == 'cpu':
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)
+
+
+class ConstantCache:
+    """Small constant tensors made once per (values, device, dtype).
+
+    ``ref.new_tensor(values)`` on a GPU copies from pageable host memory,
+    which synchronises the stream every call; a step that makes a few such
+    constants per sample waits for the device that many times. The cache
+    makes each one once (with :func:`to_device_async`) and hands the same
+    tensor back afterwards.
+    """
+
+    def __init__(self) -> None:
+        self._tensors: Dict[tuple, Tensor] = {}
+
+    def __call__(self, values: Sequence[float], ref: Tensor) -> Tensor:
+        """``ref.new_tensor(values)`` (do not modify it in place)."""
+        key = (tuple(values), ref.device, ref.dtype)
+        if key not in self._tensors:
+            self._tensors[key] = to_device_async(
+                torch.tensor(values, dtype=ref.dtype), ref.device)
+        return self._tensors[key]

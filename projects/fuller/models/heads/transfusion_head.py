@@ -13,7 +13,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..utils import to_device_async
+from ..utils import ConstantCache, to_device_async
 from .transfusion_utils import draw_gaussian_heatmaps, gaussian_radii
 
 #: regression outputs of the query heads, in code order (see the coder).
@@ -168,6 +168,7 @@ class TransFusionHead(BaseModule):
         self.train_cfg = dict(train_cfg or {})
         self.test_cfg = dict(test_cfg or {})
         self.bbox_coder = TASK_UTILS.build(bbox_coder)
+        self._const = ConstantCache()
         self.assigner = (TASK_UTILS.build(self.train_cfg['assigner'])
                          if 'assigner' in self.train_cfg else None)
         self.loss_cls = MODELS.build(loss_cls)
@@ -358,8 +359,8 @@ class TransFusionHead(BaseModule):
                                      dtype=torch.long)
         reg_target = out['reg'].new_zeros((b, p, 10))
         reg_weight = out['reg'].new_zeros((b, p, 10))
-        code_w = out['reg'].new_tensor(
-            self.train_cfg.get('code_weights', [1.0] * 10))
+        code_w = self._const(
+            self.train_cfg.get('code_weights', [1.0] * 10), out['reg'])
         heat_target = []
         num_pos = 0  # counted on the host: no device read-back
         for i, gt in enumerate(gts):

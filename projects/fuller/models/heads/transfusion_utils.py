@@ -7,7 +7,7 @@ from mmdet3d.structures import LiDARInstance3DBoxes
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from ..utils import to_device_async
+from ..utils import ConstantCache
 
 
 @TASK_UTILS.register_module()
@@ -36,16 +36,7 @@ class TransFusionBBoxCoder:
         self.out_size_factor = out_size_factor
         self.post_center_range = post_center_range
         self.code_size = code_size
-        self._consts: Dict[tuple, Tensor] = {}
-
-    def _const(self, values: Sequence[float], ref: Tensor) -> Tensor:
-        """``ref.new_tensor(values)``, made once per device and dtype: each
-        new_tensor on a GPU is a host-to-device copy that blocks the host."""
-        key = (tuple(values), ref.device, ref.dtype)
-        if key not in self._consts:
-            self._consts[key] = to_device_async(
-                torch.tensor(values, dtype=ref.dtype), ref.device)
-        return self._consts[key]
+        self._const = ConstantCache()
 
     def cell_size(self, ref: Tensor) -> Tensor:
         """(2,) metres per feature cell along x, y."""
@@ -188,6 +179,7 @@ class BEVCenterL1Cost:
         self.weight = weight
         self.point_cloud_range = (None if point_cloud_range is None else
                                   list(point_cloud_range))
+        self._const = ConstantCache()
 
     def __call__(self, pred_instances: InstanceData,
                  gt_instances: InstanceData, img_meta: Dict = None,
@@ -200,8 +192,8 @@ class BEVCenterL1Cost:
                              'in the cost config or through img_meta')
         pred = pred_instances.bboxes_3d.tensor[:, :2]
         gt = gt_instances.bboxes_3d.tensor[:, :2].to(pred)
-        start = pred.new_tensor(pcr[:2])
-        extent = pred.new_tensor(pcr[3:5]) - start
+        start = self._const(pcr[:2], pred)
+        extent = self._const(pcr[3:5], pred) - start
         return torch.cdist((pred - start) / extent, (gt - start) / extent,
                            p=1) * self.weight
 
