@@ -16,7 +16,7 @@ and the gradient plots to ``<out>/plots``.
 A finished run (its metrics.json exists) is reused; an interrupted one resumes
 from its last checkpoint; a failed one is reported as failed (with its log)
 and the others go on. Nothing in an earlier run's work dir is deleted.
-Ctrl-C (or SIGTERM) stops the demo: no further run starts, each running
+Ctrl-C (or SIGTERM, SIGHUP) stops the demo: no further run starts, each running
 tool gets the signal once (tools/train.py then saves a checkpoint of its
 current iteration and exits; a second Ctrl-C stops it at once), and the same
 command resumes.
@@ -117,7 +117,8 @@ def _on_stop_signal(signum: int, _frame) -> None:
         log(f'{signal.Signals(signum).name}: stopping; the running tools save '
             'their state (Ctrl-C again to stop them at once)')
     STOP.set()
-    _signal_running(signum)
+    # a closed terminal (SIGHUP) stops them as SIGTERM does: saving first
+    _signal_running(signal.SIGTERM if signum == signal.SIGHUP else signum)
 
 
 def run(cmd: List[str], log_file: Optional[str] = None,
@@ -463,7 +464,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     STOP.clear()
     handlers = {signum: signal.signal(signum, _on_stop_signal)
-                for signum in (signal.SIGINT, signal.SIGTERM)}
+                for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         _main(args)
     except Interrupted:

@@ -150,7 +150,8 @@ _TOOL = '''
 import os, signal, sys, time
 marker = sys.argv[1]
 signals = []
-signal.signal(signal.SIGINT, lambda signum, frame: signals.append(signum))
+for stop in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(stop, lambda signum, frame: signals.append(signum))
 with open(marker + '.started', 'w') as f:
     f.write(str(os.getsid(0)))
 deadline = time.time() + 300
@@ -158,17 +159,20 @@ while not signals and time.time() < deadline:
     time.sleep(0.05)
 time.sleep(1.0)  # a second delivery would land here
 with open(marker + '.signals', 'w') as f:
-    f.write(str(len(signals)))
+    f.write(' '.join(map(str, signals)))
 sys.exit(130 if signals else 0)
 '''
 
 
-def test_ctrl_c_stops_the_demo_and_hands_each_running_tool_one_signal(
-        tmp_path, monkeypatch):
-    """SIGINT to the driver: each running tool (in a session of its own, so
-    that a terminal's Ctrl-C reaches it only through the driver) gets it
-    exactly once, i.e. "save and stop"; no queued run starts; the demo exits
-    130, writes no half table and says how to resume."""
+@pytest.mark.parametrize('sent,forwarded', [
+    ('SIGINT', 'SIGINT'), ('SIGTERM', 'SIGTERM'), ('SIGHUP', 'SIGTERM')])
+def test_a_stop_signal_stops_the_demo_and_hands_each_running_tool_one(
+        tmp_path, monkeypatch, sent, forwarded):
+    """A stop signal to the driver: each running tool (in a session of its
+    own, so that a terminal's Ctrl-C reaches it only through the driver)
+    gets one signal, which tools/train.py takes as "save and stop" (a
+    closed terminal's SIGHUP as SIGTERM); no queued run starts; the demo
+    exits 130, writes no half table and says how to resume."""
     import signal
     import sys
     import threading
@@ -191,9 +195,10 @@ def test_ctrl_c_stops_the_demo_and_hands_each_running_tool_one_signal(
         while time.time() < deadline and len(
                 list(tmp_path.glob('*.started'))) < 2:
             time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), getattr(signal, sent))
 
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {name: signal.getsignal(getattr(signal, name))
+                for name in ('SIGINT', 'SIGTERM', 'SIGHUP')}
     threading.Thread(target=interrupt_when_both_run, daemon=True).start()
     out = tmp_path / 'out'
     with pytest.raises(SystemExit) as stop:
@@ -202,11 +207,13 @@ def test_ctrl_c_stops_the_demo_and_hands_each_running_tool_one_signal(
     assert stop.value.code == 130
     assert sorted(started) == ['det_only', 'naive']  # fuller never started
     for variant in started:
-        assert (tmp_path / f'{variant}.signals').read_text() == '1'
+        assert (tmp_path / f'{variant}.signals').read_text() == str(
+            int(getattr(signal, forwarded)))
         assert int((tmp_path / f'{variant}.started').read_text()) != \
             os.getsid(0)
     assert not (out / 'results.json').exists()
-    assert signal.getsignal(signal.SIGINT) is previous  # handlers restored
+    for name, handler in previous.items():  # the handlers are restored
+        assert signal.getsignal(getattr(signal, name)) is handler
 
 
 def test_summary_tables_the_finished_runs_and_trains_nothing(
