@@ -20,8 +20,9 @@ first to the others are printed. Per variant:
   of a step (steadier on a loaded machine; with ``--threads 1`` it is the
   work done);
 * forward seconds per module (forward hooks that synchronise the device,
-  one extra step; on a CPU the profiled one) and the heads' ``loss``
-  (forward + targets + matching);
+  one extra step; on a CPU the profiled one), the heads' ``loss``
+  (forward + targets + matching + losses) and, inside the detection loss,
+  the heatmap targets and the Hungarian matching (summed over the batch);
 * host syncs per step (one extra step under ``torch.profiler``): on CUDA the
   ``cudaMemcpy*``/``cuda*Synchronize`` runtime calls; on every device the
   ops that read a tensor's value or size back to the host
@@ -64,6 +65,8 @@ from mmengine.config import DictAction
 PARTS = ('data_preprocessor', 'img_backbone', 'img_neck', 'view_transform',
          'pts_voxel_encoder', 'pts_middle_encoder', 'fusion_layer',
          'pts_backbone', 'pts_neck', 'bbox_head', 'seg_head')
+#: steps inside a head's ``loss`` timed on their own (head class -> methods)
+LOSS_STEPS = {'TransFusionHead': ('_heatmap_target', '_assign')}
 #: ops whose result the host must wait for on a GPU (values or sizes)
 SYNC_OPS = ('aten::_local_scalar_dense', 'aten::nonzero',
             'aten::nonzero_static', 'aten::unique_consecutive',
@@ -249,15 +252,19 @@ def module_timers(model, device: str, times: Dict[str, float]):
         handles += [part.register_forward_pre_hook(pre),
                     part.register_forward_hook(post)]
         if name.endswith('_head') and hasattr(part, 'loss'):
-            patched.append((part, part.loss))
-            part.loss = _timed(part.loss, f'{name}.loss', device, times)
+            for attr, key in [('loss', f'{name}.loss')] + [
+                    (a, f'{name}.loss:{a.strip("_")}')
+                    for a in LOSS_STEPS.get(type(part).__name__, ())]:
+                setattr(part, attr, _timed(getattr(part, attr), key, device,
+                                           times))
+                patched.append((part, attr))
     try:
         yield times
     finally:
         for h in handles:
             h.remove()
-        for part, loss in patched:
-            part.loss = loss
+        for part, attr in patched:  # the class's method again
+            delattr(part, attr)
 
 
 def _timed(fn: Callable, key: str, device: str, times: Dict[str, float]):
@@ -447,14 +454,14 @@ def report(res: dict) -> str:
     vs = [res['variants'][n] for n in names]
     w = max(24, *(len(n) + 2 for n in names))
     ratio_names = [f'ratio 1/{i + 1}' for i in range(1, len(names))]
-    lines.append(f"{'':26s}" + ''.join(f'{n:>{w}s}' for n in names) +
+    lines.append(f"{'':32s}" + ''.join(f'{n:>{w}s}' for n in names) +
                  ''.join(f'{r:>12s}' for r in ratio_names))
 
     def row(label, values, fmt):
         cells = ''.join(f'{format(x, fmt):>{w}s}' for x in values)
         ratios = ''.join(f'{values[0] / y:12.3f}' if y else f"{'-':>12s}"
                          for y in values[1:])
-        lines.append(f'{label:26s}{cells}{ratios}')
+        lines.append(f'{label:32s}{cells}{ratios}')
 
     row('train_step s (median)', [v['step_s'] for v in vs], '.4f')
     # steadier than wall time on a shared machine (with --threads 1)
@@ -475,7 +482,9 @@ def report(res: dict) -> str:
             row(f'  {op.replace("aten::", "")}',
                 [v['syncs'].get(op, 0) for v in vs], 'd')
     lines.append('forward s per module (synchronised hooks):')
-    for part in list(PARTS) + [p + '.loss' for p in PARTS]:
+    keys = list(PARTS) + [p + '.loss' for p in PARTS]
+    keys += sorted({k for v in vs for k in v['modules'] if ':' in k})
+    for part in keys:
         if any(part in v['modules'] for v in vs):
             row(f'  {part}', [v['modules'].get(part, 0.0) for v in vs],
                 '.4f')

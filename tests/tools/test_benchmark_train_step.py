@@ -43,7 +43,13 @@ def test_benchmark_reports_every_field(synthetic_nuscenes, tmp_path,
         # the target assignment reads back once per sample at least
         assert v['syncs']['ops_total'] >= 1
         assert set(v['modules']) >= {'data_preprocessor', 'view_transform',
-                                     'pts_backbone', 'bbox_head.loss'}
+                                     'pts_backbone', 'bbox_head.loss',
+                                     'bbox_head.loss:assign',
+                                     'bbox_head.loss:heatmap_target'}
+        # the matching and the targets are parts of the detection loss
+        assert v['modules']['bbox_head.loss:assign'] + \
+            v['modules']['bbox_head.loss:heatmap_target'] < \
+            v['modules']['bbox_head.loss']
     vox, = res['voxeliser']
     assert vox['identical'] and vox['torch_s'] > 0 and vox['mmcv_s'] > 0
 
