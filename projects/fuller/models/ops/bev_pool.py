@@ -107,10 +107,10 @@ class _LiftPool(torch.autograd.Function):
             torch.promote_types(feats.dtype, depth.dtype), torch.float32)
         out = feats.new_zeros((c, num_cells + 1), dtype=dtype)
         rank = rank.view(m, -1, h * w)
+        f = feats.to(dtype).unsqueeze(2)  # once: feats may be half (amp)
         for d0 in range(0, depth.shape[1], bins_per_chunk):
             d1 = min(d0 + bins_per_chunk, depth.shape[1])
-            piece = feats.unsqueeze(2).to(dtype) * \
-                depth[:, d0:d1].unsqueeze(0).to(dtype)
+            piece = f * depth[:, d0:d1].unsqueeze(0).to(dtype)
             out.index_add_(1, rank[:, d0:d1].reshape(-1),
                            piece.view(c, -1))
         ctx.save_for_backward(feats, depth, rank)
