@@ -2,7 +2,6 @@
 training runs of the toy two-modality, two-task model."""
 import json
 import os
-import socket
 import uuid
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import fuller.testing  # noqa: F401
 from fuller.engine import FullerAmpOptimWrapper, FullerOptimWrapper
 from fuller.engine.optim_wrapper import model_device_type
 from fuller.testing.processes import cpu_ranks_env
+from fuller.testing.tools import free_port
 from fuller.testing.toy import ToyFusionModel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -359,12 +359,6 @@ def test_fp16_grad_scaler_skips_overflow():
     assert 'loss_scaler' in wrapper.state_dict()
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def _ddp_worker(rank, port, work_dir, out):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port),
                       RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2')
@@ -397,7 +391,7 @@ def test_ddp_sync_gives_identical_weights(tmp_path, monkeypatch):
     for key, value in cpu_ranks_env(2).items():
         monkeypatch.setenv(key, value)
     out = str(tmp_path / 'result')
-    mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path), out), nprocs=2)
+    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path), out), nprocs=2)
     r0, r1 = (torch.load(f'{out}_{r}.pth', weights_only=False)
               for r in (0, 1))
     for sync in (True, False):

@@ -6,16 +6,15 @@ Most cases call the tools' ``main`` in-process (the exit message is the
 one line ``sys.exit`` prints); a few go through a real subprocess to see the
 terminal output as the user does.
 """
-import importlib.util
 import os
 import re
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TOY_CONFIG, free_port
 
 from fuller.testing.data_roots import write_info_root
+from fuller.testing.tools import REPO, TOY_CONFIG, free_port, load_tool
 
 FULLER = str(REPO / 'configs/fuller/fuller_cpu_fuller.py')
 DET_ONLY = str(REPO / 'configs/fuller/fuller_cpu_det_only.py')
@@ -25,16 +24,8 @@ TOY = str(REPO / TOY_CONFIG)
 LAUNCH_ENV = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'LOCAL_RANK')
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'tool_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train = _load_tool('train')
-test_tool = _load_tool('test')
+train = load_tool('train')
+test_tool = load_tool('test')
 
 
 def _error(tool, argv):
@@ -312,7 +303,7 @@ def test_data_tools_never_overwrite(tmp_path, tool, argv):
     root = write_info_root(str(tmp_path / 'data'))
     info = os.path.join(root, 'nuscenes_infos_train.pkl')
     before = open(info, 'rb').read()
-    message = _error(_load_tool(tool), [a.format(root=root) for a in argv])
+    message = _error(load_tool(tool), [a.format(root=root) for a in argv])
     assert '--overwrite' in message
     assert open(info, 'rb').read() == before
 

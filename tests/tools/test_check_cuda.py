@@ -5,7 +5,8 @@ with the GPUs hidden, so it runs the same on a machine with one GPU).
 The GPU items themselves need CUDA and are not run by the test suite."""
 import pytest
 import torch
-from conftest import free_port, run_tool
+
+from fuller.testing.tools import free_port, run_tool
 
 SCRIPT = 'tools/check_cuda.sh'
 

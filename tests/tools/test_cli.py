@@ -1,21 +1,13 @@
 """Argument handling and pre-flight errors of tools/train.py and tools/test.py."""
-import importlib.util
 
 import pytest
-from conftest import REPO, TOY_CONFIG
 
 from fuller.engine.runner_setup import UserInputError
+from fuller.testing.tools import REPO, TOY_CONFIG, load_tool
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train = _load_tool('train')
-test_tool = _load_tool('test')
+train = load_tool('train')
+test_tool = load_tool('test')
 CONFIG = str(REPO / TOY_CONFIG)
 
 

@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import torch
-from conftest import REPO, TOY_CONFIG, free_port
 
 from fuller.testing.processes import (cpu_ranks_env, wait_for,
                                       with_default_signals)
+from fuller.testing.tools import REPO, TOY_CONFIG, free_port
 
 ITERS_PER_EPOCH = 8  # 32 toy samples / batch 4
 
