@@ -28,6 +28,7 @@ model there); ``--device cpu`` hides the GPU from the runs.
 import argparse
 import concurrent.futures
 import contextlib
+import glob
 import importlib.util
 import json
 import math
@@ -251,6 +252,21 @@ def schedule_options(schedule: dict) -> List[str]:
     return opts
 
 
+def run_device(work: str) -> Optional[str]:
+    """The device a run trained on, from the environment block of its first
+    mmengine log: the GPU's name without the vendor ('H100 80GB HBM3'),
+    'cpu', or None where no log says."""
+    for log_file in sorted(glob.glob(osp.join(work, '2*', '2*.log'))):
+        with open(log_file, errors='replace') as f:
+            for _, line in zip(range(200), f):
+                line = line.strip()
+                if line.startswith('GPU 0:'):
+                    return line[len('GPU 0:'):].strip().removeprefix('NVIDIA ')
+                if line == 'CUDA available: False':
+                    return 'cpu'
+    return None
+
+
 def finished_run(work: str) -> Optional[Dict[str, float]]:
     """The row of a run that finished (its metrics.json exists), else None."""
     metrics_file = osp.join(work, 'metrics.json')
@@ -258,7 +274,7 @@ def finished_run(work: str) -> Optional[Dict[str, float]]:
         return None
     with open(metrics_file) as f:
         row = json.load(f)['row']
-    return {**step_ratios(work), **row}
+    return {**step_ratios(work), 'device': run_device(work), **row}
 
 
 #: the row of a run that has not finished yet (--summary)
@@ -295,6 +311,7 @@ def train_and_test(variant: str, seed: int, out: str, root: str,
     row = summarise(raw)
     row.update(step_ratios(work))
     row['train_time_s'] = train_time
+    row['device'] = run_device(work)
     with open(osp.join(work, 'metrics.json'), 'w') as f:
         json.dump(dict(row=row, raw=raw), f, indent=2)
     shown = '  '.join(f'{k}={row[k]:.4f}' for k in ('mAP', 'NDS', 'mIoU')
@@ -311,6 +328,8 @@ def aggregate(rows: Dict[str, List[Optional[Dict[str, float]]]]) -> Dict[str, Di
         done = [r for r in runs if r is not None and r is not NOT_RUN]
         cols = {}
         for key in dict.fromkeys(k for r in done for k in r):
+            if key == 'device':
+                continue
             values = [r[key] for r in done if r.get(key) is not None]
             if not values:
                 cols[key] = None
@@ -318,6 +337,12 @@ def aggregate(rows: Dict[str, List[Optional[Dict[str, float]]]]) -> Dict[str, Di
             cols[key] = dict(mean=statistics.fmean(values),
                              std=statistics.stdev(values) if len(values) > 1 else 0.0,
                              values=values)
+        # train time means something per device only (a CPU run takes ~5x an H100's)
+        by_device = {}
+        for r in done:
+            if r.get('train_time_s') is not None:
+                by_device.setdefault(r.get('device') or 'unknown', []).append(r['train_time_s'])
+        cols['train_time_by_device'] = {d: statistics.fmean(t) for d, t in by_device.items()}
         cols['failed'] = sum(r is None for r in runs)
         cols['not_run'] = sum(r is NOT_RUN for r in runs)
         table[variant] = cols
@@ -333,6 +358,15 @@ def _fmt(cell: Optional[dict], scale: float = 100.0, digits: int = 1) -> str:
     if len(cell['values']) > 1:
         text += f' ± {cell["std"] * scale:.{digits}f}'
     return text
+
+
+def _fmt_times(cols: dict) -> str:
+    """Train time: mean ± std over seeds on one device; with several
+    devices, each one's mean ('cpu 1,512 · H100 80GB HBM3 310')."""
+    by_device = cols.get('train_time_by_device') or {}
+    if len(by_device) <= 1:
+        return _fmt(cols.get('train_time_s'), scale=1.0, digits=0)
+    return ' · '.join(f'{d} {t:,.0f}' for d, t in by_device.items())
 
 
 def bar_check(cols: dict, base: dict) -> str:
@@ -373,7 +407,7 @@ def render_markdown(table: Dict[str, Dict[str, dict]], seeds: List[int],
         cells += [_fmt(cols.get(k)) for k in iou_cols]
         cells += [' / '.join(_fmt(cols.get(f'{t}_step'), scale=1.0, digits=2)
                              for t in ('det', 'seg'))]
-        cells += [_fmt(cols.get('train_time_s'), scale=1.0, digits=0), ' / '.join(deltas),
+        cells += [_fmt_times(cols), ' / '.join(deltas),
                   '–' if variant == BASELINE else bar_check(cols, base)]
         lines.append('| ' + ' | '.join(cells) + ' |')
     note = (f'Metrics in %, mean ± sample std over seeds {seeds}' if len(seeds) > 1
@@ -386,16 +420,27 @@ def render_markdown(table: Dict[str, Dict[str, dict]], seeds: List[int],
                                'the mean against the naive multi-task run.\n')
     if per_seed and len(seeds) > 1:
         text += '\nEvery run (mAP / NDS / mIoU in %):\n\n'
-        text += '| variant | ' + ' | '.join(f'seed {s}' for s in seeds) + ' |\n'
+        # a seed whose runs all share one device names it in the header,
+        # else each run names its own
+        seed_device = []
+        for i in range(len(seeds)):
+            devices = {r.get('device') for runs in per_seed.values() if i < len(runs)
+                       for r in [runs[i]] if r is not None and r is not NOT_RUN}
+            seed_device.append(devices.pop() if len(devices) == 1 else None)
+        text += '| variant | ' + ' | '.join(
+            f'seed {s}' + (f' ({d})' if d else '') for s, d in zip(seeds, seed_device)) + ' |\n'
         text += '|---|' + '---|' * len(seeds) + '\n'
         for variant, runs in per_seed.items():
             cells = []
-            for r in runs:
+            for r, shared in zip(runs, seed_device):
                 if r is None or r is NOT_RUN:
                     cells.append('FAILED' if r is None else 'not run')
                     continue
-                cells.append(' / '.join('–' if r.get(k) is None else f'{r[k] * 100:.1f}'
-                                        for k in ('mAP', 'NDS', 'mIoU')))
+                cell = ' / '.join('–' if r.get(k) is None else f'{r[k] * 100:.1f}'
+                                  for k in ('mAP', 'NDS', 'mIoU'))
+                if shared is None and r.get('device'):
+                    cell += f' ({r["device"]})'
+                cells.append(cell)
             text += f'| {variant} | ' + ' | '.join(cells) + ' |\n'
     return text
 

@@ -1,25 +1,17 @@
 """tools/run_demo.py without training: schedules, ablation mode, the table
 (failed runs, FULLER's bar), on the real configs."""
-import importlib.util
 import os
 import os.path as osp
 
 import pytest
 from mmengine.config import Config
 
+from fuller.testing.tools import load_tool
+
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load_tool('run_demo')
-train = _load_tool('train')
+demo = load_tool('run_demo')
+train = load_tool('train')
 
 
 def test_defaults_and_ablation_mode():
@@ -101,6 +93,34 @@ def test_results_table_reports_every_run_and_the_bar():
     assert lines['fuller_imtlg_sum (1 failed)'].rstrip(' |').endswith('yes')
     assert '| fuller_imtlg_sum | 50.5 / 50.5 / 36.0 | FAILED |' in runs
     assert '| fuller | 30.0 / 30.0 / 40.0 | 32.0 / 32.0 / 42.0 |' in runs
+
+
+def test_runs_on_different_devices_keep_their_train_times_apart(tmp_path):
+    """A seed trained on a CPU and one on a GPU: the table gives each
+    device's mean train time (a mean over both would describe neither) and
+    names the device of each seed; the device comes from the run's log."""
+    for name, env_line in (('cpu_run', 'CUDA available: False'),
+                           ('gpu_run', 'CUDA available: True\n    GPU 0: NVIDIA H100 80GB HBM3')):
+        log_dir = tmp_path / name / '20261122_100000'
+        log_dir.mkdir(parents=True)
+        (log_dir / '20261122_100000.log').write_text(
+            f'2026/11/22 10:00:00 - mmengine - INFO -\n    {env_line}\n')
+    assert demo.run_device(str(tmp_path / 'cpu_run')) == 'cpu'
+    assert demo.run_device(str(tmp_path / 'gpu_run')) == 'H100 80GB HBM3'
+    assert demo.run_device(str(tmp_path)) is None
+
+    def row(m_ap, seconds, device):
+        return {**_row(m_ap, 0.3), 'train_time_s': seconds, 'device': device}
+    per_seed = {'naive': [row(0.50, 1500.0, 'cpu'), row(0.52, 300.0, 'H100')],
+                'fuller': [row(0.40, 1400.0, 'cpu'), row(0.42, 320.0, 'H100')]}
+    text = demo.render_markdown(demo.aggregate(per_seed), [0, 1], per_seed)
+    assert '| cpu 1,500 · H100 300 |' in text
+    assert '| cpu 1,400 · H100 320 |' in text
+    assert '| variant | seed 0 (cpu) | seed 1 (H100) |' in text
+    mixed = {'naive': [row(0.50, 1500.0, 'cpu')], 'fuller': [row(0.40, 300.0, 'H100')]}
+    text = demo.render_markdown(demo.aggregate(mixed), [0, 1],
+                                {k: v + [None] for k, v in mixed.items()})
+    assert '| naive | 50.0 / 50.0 / 30.0 (cpu) | FAILED |' in text
 
 
 def test_bar_is_not_judged_before_the_tasks_are_learned():
