@@ -45,11 +45,12 @@ from typing import Dict, List, Optional, Set, Tuple
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: The demo's six variants: single-task baselines, naive MTL, each level, both.
 VARIANTS = ['det_only', 'seg_only', 'naive', 'inter', 'intra', 'fuller']
-#: FULLER with other inter-level calibrators that keep detection's step size
+#: The paper's IMTL-G (with EqualNorm, and alone), and FULLER with other
+#: inter-level calibrators that keep detection's step size
 #: (configs/fuller/fuller_cpu_<name>.py; docs/calibration.md).
-CALIBRATOR_VARIANTS = ['fuller_imtlg_sum', 'fuller_imtlg_max',
-                       'fuller_mgda_sum', 'fuller_dbmtl', 'fuller_aligned_rmse',
-                       'fuller_metabalance']
+CALIBRATOR_VARIANTS = ['fuller_imtlg', 'inter_imtlg', 'fuller_imtlg_sum',
+                       'fuller_imtlg_max', 'fuller_mgda_sum', 'fuller_dbmtl',
+                       'fuller_aligned_rmse']
 ABLATION_VARIANTS = VARIANTS + CALIBRATOR_VARIANTS
 BASELINE = 'naive'
 CONFIG = 'configs/fuller/fuller_cpu_{}.py'

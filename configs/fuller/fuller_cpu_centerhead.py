@@ -6,4 +6,6 @@ _base_ = [
     '../_base_/schedules/fuller_cpu.py', '../_base_/default_runtime.py'
 ]
 optim_wrapper = dict(
-    calibration=dict(inter=dict(type='IMTLG'), intra=dict(type='EqualNorm')))
+    calibration=dict(
+        inter=dict(type='MetaBalance', relax=0.5),
+        intra=dict(type='EqualNorm')))

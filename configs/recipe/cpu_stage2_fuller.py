@@ -1,4 +1,6 @@
-# BEVFusion recipe, stage 2 at CPU scale, FULLER: IMTL-G + EqualNorm.
+# BEVFusion recipe, stage 2 at CPU scale, FULLER: MetaBalance + EqualNorm.
 _base_ = ['./cpu_stage2_naive.py']
 optim_wrapper = dict(
-    calibration=dict(inter=dict(type='IMTLG'), intra=dict(type='EqualNorm')))
+    calibration=dict(
+        inter=dict(type='MetaBalance', relax=0.5),
+        intra=dict(type='EqualNorm')))

@@ -1,5 +1,7 @@
 # BEVFusion recipe, stage 2 on nuScenes, inter-gradient calibration only
-# (IMTL-G on the shared BEV feature).
+# (MetaBalance on the shared BEV feature, relax=0.5).
 _base_ = ['./nus_stage2_naive.py']
 optim_wrapper = dict(
-    calibration=dict(inter=dict(type='IMTLG'), intra=dict(type='Identity')))
+    calibration=dict(
+        inter=dict(type='MetaBalance', relax=0.5),
+        intra=dict(type='Identity')))

@@ -17,18 +17,21 @@ EXPERIMENTS = sorted(
     for p in glob.glob(osp.join(REPO, 'configs', 'fuller', '*.py')))
 EXPECTED_CALIBRATION = {
     'naive': ('Sum', 'Identity'), 'det_only': ('Sum', 'Identity'),
-    'seg_only': ('Sum', 'Identity'), 'inter': ('IMTLG', 'Identity'),
-    'intra': ('Sum', 'EqualNorm'), 'fuller': ('IMTLG', 'EqualNorm'),
-    'fuller_light': ('IMTLG', 'EqualNorm'),
-    'centerhead': ('IMTLG', 'EqualNorm'),
+    'seg_only': ('Sum', 'Identity'),
+    # FULLER's default inter calibrator: MetaBalance (issue 12's ablation)
+    'inter': ('MetaBalance', 'Identity'),
+    'intra': ('Sum', 'EqualNorm'), 'fuller': ('MetaBalance', 'EqualNorm'),
+    'fuller_light': ('MetaBalance', 'EqualNorm'),
+    'centerhead': ('MetaBalance', 'EqualNorm'),
     'camera_only': ('Sum', 'Identity'), 'lidar_only': ('Sum', 'Identity'),
+    # the paper's IMTL-G, with EqualNorm and alone
+    'fuller_imtlg': ('IMTLG', 'EqualNorm'), 'inter_imtlg': ('IMTLG', 'Identity'),
     # FULLER with the magnitude-keeping inter calibrators (issue 12)
     'fuller_imtlg_sum': ('NormKeepingIMTLG', 'EqualNorm'),
     'fuller_imtlg_max': ('NormKeepingIMTLG', 'EqualNorm'),
     'fuller_mgda_sum': ('NormKeepingMGDA', 'EqualNorm'),
     'fuller_dbmtl': ('DBMTL', 'EqualNorm'),
     'fuller_aligned_rmse': ('AlignedMTL', 'EqualNorm'),
-    'fuller_metabalance': ('MetaBalance', 'EqualNorm'),
 }
 
 

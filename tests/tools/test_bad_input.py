@@ -114,7 +114,7 @@ def test_calibrator_name_is_shorthand(inter):
 
 @pytest.mark.parametrize('config, options, expected', [
     (FULLER, ['model.seg_head=None'],
-     'calibration.inter=IMTLG calibrates across task heads, but the model has '
+     'calibration.inter=MetaBalance calibrates across task heads, but the model has '
      'only bbox_head: set optim_wrapper.calibration.inter=None'),
     (DET_ONLY, ['optim_wrapper.calibration.inter=IMTLG'],
      'calibration.inter=IMTLG calibrates across task heads'),

@@ -32,7 +32,7 @@ def test_benchmark_reports_every_field(synthetic_nuscenes, tmp_path,
     for field in ('data loading (config pipeline)', 'voxeliser',
                   'identical output: yes', 'train_step s (median)',
                   'peak RSS MiB', 'value reads/step', 'forward s per module',
-                  'config (IMTLG+EqualNorm)', 'naive (Sum+Identity)',
+                  'config (MetaBalance+EqualNorm)', 'naive (Sum+Identity)',
                   'ratio 1/2', 'img_backbone', 'bbox_head.loss', 'seg_head'):
         assert field in text, (field, text)
     res = json.loads(out.read_text())

@@ -142,9 +142,9 @@ def test_both_cpu_stages_train_stage2_from_stage1(synthetic_nuscenes,
 
 
 NUS_STAGE2 = {
-    'naive': ('Sum', 'Identity'), 'fuller': ('IMTLG', 'EqualNorm'),
-    'inter': ('IMTLG', 'Identity'), 'intra': ('Sum', 'EqualNorm'),
-    'fuller_light': ('IMTLG', 'EqualNorm'), 'det_only': ('Sum', 'Identity'),
+    'naive': ('Sum', 'Identity'), 'fuller': ('MetaBalance', 'EqualNorm'),
+    'inter': ('MetaBalance', 'Identity'), 'intra': ('Sum', 'EqualNorm'),
+    'fuller_light': ('MetaBalance', 'EqualNorm'), 'det_only': ('Sum', 'Identity'),
     'seg_only': ('Sum', 'Identity')}
 
 

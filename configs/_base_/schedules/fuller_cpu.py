@@ -4,11 +4,13 @@
 #          segmentation heads send into the shared BEV feature (the task
 #          junction): dict(type='Sum') = plain sum of the task gradients
 #          (naive multi-task learning, statistics still logged);
-#          dict(type='IMTLG') = FULLER's default (equal projections on every
-#          task gradient); also 'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL',
-#          and the magnitude-keeping 'NormKeepingIMTLG', 'NormKeepingMGDA',
-#          'DBMTL', 'MetaBalance' (configs/fuller/fuller_cpu_fuller_*.py,
-#          docs/calibration.md);
+#          dict(type='MetaBalance', relax=0.5) = FULLER's default (each
+#          task gradient's norm moved halfway to the largest; the best
+#          trade-off of the ablation, docs/results.md); dict(type='IMTLG') =
+#          the paper's (equal projections on every task gradient); also
+#          'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL' and the magnitude-keeping
+#          'NormKeepingIMTLG', 'NormKeepingMGDA', 'DBMTL'
+#          (configs/fuller/fuller_cpu_fuller_*.py, docs/calibration.md);
 #          None = the junction is not armed at all (no statistics).
 #   intra  modality-level calibration where the camera and LiDAR branches
 #          meet the fuser (the modality junction): dict(type='Identity') =
