@@ -85,7 +85,10 @@ SCHEDULES = {
 
 
 def log(msg: str) -> None:
-    print(f'[demo {time.strftime("%H:%M:%S")}] {msg}', flush=True)
+    # one write per line: print() writes the text and the newline apart,
+    # so lines of runs logged at once from --jobs threads ran together
+    sys.stdout.write(f'[demo {time.strftime("%H:%M:%S")}] {msg}\n')
+    sys.stdout.flush()
 
 
 class RunFailed(Exception):
