@@ -9,6 +9,7 @@ from torch import nn
 
 from fuller.datasets.metainfo import CLASS_NAMES
 from fuller.models.heads import TransFusionHead
+from model_test_utils import load_cfg
 
 NUS_RANGE = [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0]
 
@@ -116,6 +117,18 @@ def test_decoder_attention_runs_fused_and_equals_the_explicit_weights():
         used = any('scaled_dot_product' in e.name for e in prof.events())
         assert used == (name == 'fused'), name
     assert torch.allclose(outs['fused'], outs['explicit'], atol=1e-5)
+
+
+def test_the_head_passes_its_attention_choice_to_every_decoder_layer():
+    """``model.bbox_head.fused_attention`` is the config switch (the
+    explicit path is faster on an H100 in float32, docs/models.md)."""
+    cfg = load_cfg('configs/fuller/fuller_cpu_fuller.py').model.bbox_head
+    for fused in (True, False):
+        head_cfg = cfg.copy()
+        head_cfg.pop('type')
+        head_cfg.update(num_decoder_layers=2, fused_attention=fused)
+        head = TransFusionHead(**head_cfg)
+        assert [layer.fused_attention for layer in head.decoder] == [fused] * 2
 
 
 def test_constants_are_made_once_per_device_and_dtype():
