@@ -16,9 +16,9 @@ def test_plugin_registers_components():
 def test_custom_imports_config_builds_model():
     from mmengine.config import Config
     from mmengine.registry import MODELS as ROOT_MODELS  # noqa: F401
-    from conftest import REPO, TOY_CONFIG
 
     from fuller.registry import MODELS
+    from fuller.testing.tools import REPO, TOY_CONFIG
     cfg = Config.fromfile(str(REPO / TOY_CONFIG))
     assert 'fuller' in cfg.custom_imports['imports']
     init_default_scope('mmdet3d')
