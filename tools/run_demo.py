@@ -278,7 +278,9 @@ def finished_run(work: str) -> Optional[Dict[str, float]]:
         return None
     with open(metrics_file) as f:
         row = json.load(f)['row']
-    return {**step_ratios(work), 'device': run_device(work), **row}
+    if 'device' not in row:  # written before runs recorded their device
+        row['device'] = run_device(work)
+    return {**step_ratios(work), **row}
 
 
 #: the row of a run that has not finished yet (--summary)
@@ -428,8 +430,9 @@ def render_markdown(table: Dict[str, Dict[str, dict]], seeds: List[int],
         # else each run names its own
         seed_device = []
         for i in range(len(seeds)):
-            devices = {r.get('device') for runs in per_seed.values() if i < len(runs)
-                       for r in [runs[i]] if r is not None and r is not NOT_RUN}
+            seed_runs = [runs[i] for runs in per_seed.values() if i < len(runs)]
+            devices = {r.get('device') for r in seed_runs
+                       if r is not None and r is not NOT_RUN}
             seed_device.append(devices.pop() if len(devices) == 1 else None)
         text += '| variant | ' + ' | '.join(
             f'seed {s}' + (f' ({d})' if d else '') for s, d in zip(seeds, seed_device)) + ' |\n'

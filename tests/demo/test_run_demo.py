@@ -6,9 +6,7 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-from fuller.testing.tools import load_tool
-
-REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+from fuller.testing.tools import REPO, load_tool
 
 demo = load_tool('run_demo')
 train = load_tool('train')
