@@ -293,3 +293,48 @@ def test_real_nuscenes_sample_loads_through_the_pipeline(nuscenes_demo):
     # The boxes sit where the LiDAR sees them.
     inside = _points_in_boxes(pts[:, :3], boxes)
     assert inside.any(0).float().mean() > 0.8
+
+
+def _first_points_height_share(points: np.ndarray, cell: float = 0.8,
+                               keep: int = 20) -> float:
+    """Mean share of a pillar's height range that its first ``keep`` points
+    (what the voxeliser keeps) span, over pillars of more than ``keep``
+    points and at least 0.5 m of height."""
+    cells = np.floor(points[:, :2] / cell).astype(np.int64)
+    _, inverse = np.unique(cells, axis=0, return_inverse=True)
+    shares = []
+    for pillar in np.unique(inverse):
+        z = points[inverse.reshape(-1) == pillar, 2]
+        full = z.max() - z.min()
+        if len(z) > keep and full >= 0.5:
+            first = z[:keep]
+            shares.append((first.max() - first.min()) / full)
+    assert len(shares) >= 5, 'too few overfull pillars to compare'
+    return float(np.mean(shares))
+
+
+def test_test_pipeline_shuffles_points_repeatably(synthetic_nuscenes_cfg):
+    """The test pipeline reorders the points (SeededPointShuffle) the same
+    way every time, keeps every point, and lets an overfull pillar's first
+    points span its height as in training (the synthetic LiDAR writes its
+    points ring by ring: unshuffled, they are the lowest rings)."""
+    cfg = synthetic_nuscenes_cfg
+    dataset_cfg = cfg.val_dataloader.dataset
+    assert [t['type'] for t in dataset_cfg.pipeline][-2:] == [
+        'SeededPointShuffle', 'PackMultiTaskInputs']
+    ds = _build(dataset_cfg)
+    unshuffled = _build(dataset_cfg, pipeline=[
+        t for t in dataset_cfg.pipeline if t['type'] != 'SeededPointShuffle'])
+    first = ds[0]['inputs']['points']
+    assert torch.equal(first, ds[0]['inputs']['points'])  # repeatable
+    assert not torch.equal(first, ds[1]['inputs']['points'][:len(first)])
+    plain = unshuffled[0]['inputs']['points']
+    assert not torch.equal(first, plain)
+    # the same points, in another order
+    assert len(first) == len(plain)
+    np.testing.assert_array_equal(np.unique(first.numpy(), axis=0),
+                                  np.unique(plain.numpy(), axis=0))
+    shuffled_share = _first_points_height_share(first.numpy())
+    file_order_share = _first_points_height_share(plain.numpy())
+    assert shuffled_share > file_order_share + 0.2, (shuffled_share,
+                                                     file_order_share)

@@ -8,7 +8,8 @@ from .point_loading import (CheckedLoadPointsFromFile,
 from .transforms import (BEVGlobalAug, FullerDataBaseSampler,
                          LoadBEVSegmentation,
                          LoadMultiViewImages, MultiViewImageAug,
-                         PackMultiTaskInputs, apply_bev_transform,
+                         PackMultiTaskInputs, SeededPointShuffle,
+                         apply_bev_transform,
                          bev_aug_matrix)
 
 __all__ = [
@@ -17,5 +18,5 @@ __all__ = [
     'BEVGlobalAug', 'LoadBEVSegmentation', 'PackMultiTaskInputs',
     'MapRasterizer', 'check_map_expansion', 'apply_bev_transform',
     'bev_aug_matrix', 'FullerDataBaseSampler', 'CLASS_NAMES', 'MAP_CLASSES',
-    'MAP_LAYERS', 'CAMERAS'
+    'MAP_LAYERS', 'CAMERAS', 'SeededPointShuffle'
 ]

@@ -167,6 +167,9 @@ def multitask_pipelines(
         dict(type='BEVGlobalAug', is_train=False),
         *map_labels,
         in_range,
+        # the points of an overfull voxel as in training (a random sample),
+        # repeatably (SeededPointShuffle's docstring)
+        dict(type='SeededPointShuffle'),
         dict(type='PackMultiTaskInputs',
              keys=['points', *img_key, *mask_key]),
     ]

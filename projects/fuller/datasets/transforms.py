@@ -7,6 +7,7 @@ un-augmented frames, ``img_aug_matrix`` (N, 4, 4) and ``lidar_aug_matrix``
 """
 import math
 import os.path as osp
+import zlib
 from typing import Mapping, Optional, Sequence
 
 import cv2
@@ -197,6 +198,34 @@ def apply_bev_transform(results: dict, mat: np.ndarray) -> None:
             torch.as_tensor(t, dtype=boxes.tensor.dtype))
     prev = results.get('lidar_aug_matrix', np.eye(4))
     results['lidar_aug_matrix'] = mat @ prev
+
+
+@TRANSFORMS.register_module()
+class SeededPointShuffle(BaseTransform):
+    """Reorder the points by a permutation fixed per sample: the test-time
+    counterpart of ``PointShuffle``.
+
+    The voxeliser keeps the first ``max_num_points`` points of a voxel in
+    input order (mmcv's contract). Training shuffles the points, so a voxel
+    that holds more points is trained on a random sample of them; unshuffled
+    at test time, it keeps the points that come first in the file instead.
+    In a file written ring by ring those are the lowest rings only, and near
+    objects, whose pillars overflow, look flat to the model (docs/results.md:
+    det_only went from 36.3 to 60.4 mAP on the synthetic val split with the
+    same checkpoint). The permutation comes from a generator seeded by the
+    LiDAR file's name, so an evaluation is repeatable whatever the worker or
+    the order of the samples.
+
+    Required keys: ``points``, ``lidar_points['lidar_path']``.
+    Modified keys: ``points``.
+    """
+
+    def transform(self, results: dict) -> dict:
+        name = osp.basename(results['lidar_points']['lidar_path'])
+        rng = np.random.default_rng(zlib.crc32(name.encode()))
+        order = torch.from_numpy(rng.permutation(len(results['points'])))
+        results['points'] = results['points'][order]
+        return results
 
 
 @TRANSFORMS.register_module()
