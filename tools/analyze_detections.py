@@ -63,14 +63,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def table_version(data_root: str) -> str:
-    """The nuScenes version whose tables lie in ``data_root``."""
-    found = [v for v in ('v1.0-trainval', 'v1.0-mini')
-             if osp.isdir(osp.join(data_root, v))]
+    """The nuScenes version with ground truth whose tables lie in
+    ``data_root`` (v1.0-trainval before v1.0-mini)."""
+    from fuller.engine.preflight import table_versions
+    found = [v for v in table_versions(data_root)
+             if v in ('v1.0-trainval', 'v1.0-mini')]
     if not found:
         raise ValueError(f'{data_root} has no v1.0-trainval/ or v1.0-mini/ '
                          'table folder; pass the data root of the results '
                          'with --data-root')
-    return found[0]
+    return found[-1]  # sorted: 'v1.0-mini' < 'v1.0-trainval'
 
 
 def eval_set(version: str, split: str) -> str:

@@ -9,11 +9,11 @@ from fuller.testing.tools import load_tool
 
 
 def _write_predictions(root: str, version: str, split: str, path: str,
-                       toward_ego: float = 0.0, name_map=None) -> int:
-    """A results_nusc.json holding every ground-truth box of the split,
-    moved ``toward_ego`` m towards the ego vehicle (the devkit drops
+                       toward_ego: float = 0.0, name_map=None) -> None:
+    """Write a results_nusc.json holding every ground-truth box of the
+    split, moved ``toward_ego`` m towards the ego vehicle (the devkit drops
     predictions beyond each class's range, so a small move never leaves
-    it), classes renamed by ``name_map``; returns how many boxes it holds."""
+    it), classes renamed by ``name_map``."""
     import numpy as np
     from nuscenes import NuScenes
     from nuscenes.eval.common.loaders import add_center_dist, load_gt
@@ -21,14 +21,15 @@ def _write_predictions(root: str, version: str, split: str, path: str,
     nusc = NuScenes(version, root, verbose=False)
     gt = add_center_dist(nusc, load_gt(nusc, split, DetectionBox,
                                        verbose=False))
-    results, count = {}, 0
+    results = {}
     for token in gt.sample_tokens:
         results[token] = []
         for box in gt[token]:
             entry = box.serialize()
             to_box = np.array(box.ego_translation[:2], float)
-            assert np.linalg.norm(to_box) > 0.5  # ego position known
-            move = -toward_ego * to_box / max(np.linalg.norm(to_box), 1e-6)
+            dist = np.linalg.norm(to_box)
+            assert dist > 0.5  # the ego position is known
+            move = -toward_ego * to_box / dist
             entry['translation'] = [box.translation[0] + move[0],
                                     box.translation[1] + move[1],
                                     box.translation[2]]
@@ -37,14 +38,12 @@ def _write_predictions(root: str, version: str, split: str, path: str,
             entry.update(detection_name=name, detection_score=0.9,
                          attribute_name='')
             results[token].append(entry)
-            count += 1
     meta = dict(use_camera=True, use_lidar=True, use_radar=False,
                 use_map=False, use_external=False)
     with open(path, 'w') as f:
         # numpy scalars in the devkit's boxes -> plain numbers
         json.dump(dict(meta=meta, results=results), f,
                   default=lambda v: v.tolist())
-    return count
 
 
 @pytest.fixture(scope='module')
