@@ -3,7 +3,7 @@ naive multi-task training.
 
     python tools/benchmark_train_step.py CONFIG [--device cuda|cpu] [--amp]
         [--batch N] [--steps K] [--data-root DIR] [--reduced]
-        [--threads N] [--json FILE] [--vs KEY=VALUE ...]
+        [--threads N] [--json FILE] [--ops N] [--vs KEY=VALUE ...]
 
 The batch is built once by the config's own training pipeline (its loading
 time is reported separately) and every step trains on it, so the figures are
@@ -33,7 +33,9 @@ first to the others are printed. Per variant:
 * peak memory: on CUDA the variant's own peak (what it keeps between steps
   plus the step's peak), or on CPU the process's peak resident set so far
   (the CPU allocator keeps no statistics; it grows monotonically over the
-  run, so compare memory on CUDA).
+  run, so compare memory on CUDA);
+* with ``--ops N``: the N ops of most host (CPU) self time in the profiled
+  step, each variant's side by side (where a calibration's extra time goes).
 
 The voxeliser is timed on the batch's point clouds: the plugin's torch one
 against mmcv's compiled one (same settings, train mode), with a check that
@@ -106,11 +108,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='torch CPU threads (0: torch default)')
     parser.add_argument('--json', metavar='FILE',
                         help='also write the figures to FILE')
+    parser.add_argument('--ops', type=int, default=0, metavar='N',
+                        help='also list the N ops of most host (CPU) time in '
+                        "the profiled step, per variant: where a calibration's "
+                        'extra time goes')
     parser.add_argument('--vs', nargs='+', action=DictAction,
                         metavar='KEY=VALUE', help='a third variant: the '
                         'config with these overrides (e.g. data_preprocessor'
                         " settings as model.data_preprocessor.voxelizer=mmcv)")
     args = parser.parse_args(argv)
+    if args.ops < 0:
+        parser.error(f'--ops must be >= 0, got {args.ops}')
     for name in ('batch', 'steps'):
         if getattr(args, name) < 1:
             parser.error(f'--{name} must be at least 1, got '
@@ -278,8 +286,10 @@ def _timed(fn: Callable, key: str, device: str, times: Dict[str, float]):
     return wrapper
 
 
-def count_syncs(step: Callable[[], None], device: str) -> Dict[str, int]:
-    """Run ``step`` once under the profiler; count host-sync ops/calls."""
+def count_syncs(step: Callable[[], None], device: str,
+                host_ms: Optional[Dict[str, float]] = None) -> Dict[str, int]:
+    """Run ``step`` once under the profiler; count host-sync ops/calls.
+    With ``host_ms`` (a dict to fill), also every op's self CPU time in ms."""
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU]
     if device == 'cuda':
@@ -287,6 +297,9 @@ def count_syncs(step: Callable[[], None], device: str) -> Dict[str, int]:
     with profile(activities=activities) as prof:
         step()
         sync(device)
+    if host_ms is not None:
+        for avg in prof.key_averages():
+            host_ms[avg.key] = avg.self_cpu_time_total / 1e3
     counts = Counter()
     for ev in prof.events():
         if ev.name in SYNC_OPS or ev.name in CUDA_SYNC_CALLS:
@@ -355,20 +368,31 @@ class Variant:
 
     def results(self) -> dict:
         modules: Dict[str, float] = {}
+        host_ms: Dict[str, float] = {}
         if self.device == 'cpu':
             # one step for both: on a CPU the timers' syncs are no-ops and
             # add no ops to the count (the profiler adds a little time)
             with module_timers(self.model, self.device, modules):
-                syncs = count_syncs(self.step, self.device)
+                syncs = count_syncs(self.step, self.device, host_ms)
         else:  # the timers' cudaDeviceSynchronize would count as syncs
             with module_timers(self.model, self.device, modules):
                 self.step()
-            syncs = count_syncs(self.step, self.device)
-        return dict(step_s=statistics.median(self.times),
+            syncs = count_syncs(self.step, self.device, host_ms)
+        return dict(step_s=statistics.median(self.times), host_ms=host_ms,
                     step_all_s=self.times,
                     step_cpu_s=statistics.median(self.cpu_times),
                     peak_mib=self.peak_mib(),
                     modules=modules, syncs=syncs)
+
+
+def top_host_ops(variants: Dict[str, dict], n: int) -> List[str]:
+    """The ``n`` ops of most self CPU time in any variant's profiled step,
+    most first (the extra host work of a calibration shows among them)."""
+    most: Dict[str, float] = {}
+    for v in variants.values():
+        for op, ms in v['host_ms'].items():
+            most[op] = max(most.get(op, 0.0), ms)
+    return sorted(most, key=most.get, reverse=True)[:n]
 
 
 def run_variants(variants: List[Variant], steps: int) -> Dict[str, dict]:
@@ -421,6 +445,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     return dict(config=args.config, device=args.device, amp=args.amp,
                 vs=' '.join(f'{k}={v}' for k, v in (args.vs or {}).items()),
                 batch=args.batch, steps=args.steps, reduced=args.reduced,
+                ops=args.ops,
                 threads=torch.get_num_threads(), load_s_per_sample=load_s,
                 voxeliser=voxel, variants=variants)
 
@@ -488,6 +513,12 @@ def report(res: dict) -> str:
         if any(part in v['modules'] for v in vs):
             row(f'  {part}', [v['modules'].get(part, 0.0) for v in vs],
                 '.4f')
+    if res['ops']:
+        lines.append('host (CPU) ms per op in the profiled step, self time:')
+        for op in top_host_ops(res['variants'], res['ops']):
+            row(f'  {op[:30]}', [v['host_ms'].get(op, 0.0) for v in vs],
+                '.1f')
+        row('  all ops', [sum(v['host_ms'].values()) for v in vs], '.1f')
     return '\n'.join(lines)
 
 

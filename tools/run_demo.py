@@ -12,6 +12,7 @@ and the gradient plots to ``<out>/plots``.
     python tools/run_demo.py --data-only       # just make the synthetic set
     python tools/run_demo.py --ablation --summary  # table the finished runs
     python tools/run_demo.py --ablation --jobs 8   # 8 runs at once (a GPU)
+    python tools/run_demo.py --ablation --first-seed 1 --seeds 2  # seeds 1, 2
 
 A finished run (its metrics.json exists) is reused; an interrupted one resumes
 from its last checkpoint; a failed one is reported as failed (with its log)
@@ -79,8 +80,9 @@ SCHEDULES = {
     'learn': dict(
         epochs=25, lr=4e-3, world=[],
         note='25 epochs (1,000 iterations at batch 2, AdamW 4e-3, cosine); '
-        'on an H100 the detection-only model reached 33.9 mAP and the '
-        'segmentation-only model 29.8 mIoU at this length (seed 0)'),
+        'at this length the detection-only model reached 54.6 +- 2.4 mAP '
+        'and the segmentation-only model 28.6 +- 0.8 mIoU (3 seeds, '
+        'docs/results.md)'),
 }
 
 
@@ -472,6 +474,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='every variant incl. the other calibrators, 3 seeds, '
                         'schedule learn (each can be overridden)')
     parser.add_argument('--seeds', type=int, default=None, help='number of seeds (0, 1, ...)')
+    parser.add_argument('--first-seed', type=int, default=0,
+                        help='seeds are FIRST_SEED, FIRST_SEED + 1, ... (default 0): '
+                        'to add seeds to an ablation, or to train its seeds on '
+                        'several machines')
     parser.add_argument('--epochs', type=int, default=None, help="override the schedule's epochs")
     parser.add_argument('--lr', type=float, default=None, help="override the schedule's peak lr")
     parser.add_argument('--device', choices=['auto', 'cpu'], default='auto',
@@ -501,6 +507,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         args.seeds = 3 if args.ablation else 1
     if args.seeds < 1:
         parser.error(f'--seeds must be >= 1, got {args.seeds}')
+    if args.first_seed < 0:
+        parser.error(f'--first-seed must be >= 0, got {args.first_seed}')
     if args.epochs is not None and args.epochs < 1:
         parser.error(f'--epochs must be >= 1, got {args.epochs}')
     if args.jobs is not None and args.jobs < 1:
@@ -554,7 +562,7 @@ def _main(args: argparse.Namespace) -> None:
         return
     import torch
     device = 'cuda' if args.device == 'auto' and torch.cuda.is_available() else 'cpu'
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     runs = [(seed, variant) for seed in seeds for variant in args.variants]
     failures: List[str] = []
     if args.summary:

@@ -40,7 +40,7 @@ def test_runs_at_once_by_default(monkeypatch):
 @pytest.mark.parametrize('argv', [['--quick', '--schedule', 'learn'],
                                   ['--seeds', '0'], ['--epochs', '0'],
                                   ['--lr', '-1'], ['--variants', 'nope'],
-                                  ['--jobs', '0']])
+                                  ['--jobs', '0'], ['--first-seed', '-1']])
 def test_bad_arguments_exit_with_a_message(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         demo.parse_args(argv)
@@ -262,3 +262,9 @@ def test_summary_tables_the_finished_runs_and_trains_nothing(
     markdown = (out / 'results.md').read_text()
     assert 'Partial: 1 of 4 runs' in markdown
     assert '| fuller | 25.0 / 40.0 / 20.0 | not run |' in markdown
+    # --first-seed 1: only seed 1 (seed 0's rows are left out)
+    demo.main(['--summary', '--variants', 'naive', 'fuller', '--seeds', '1',
+               '--first-seed', '1', '--out', str(out), '--device', 'cpu'])
+    result = json.loads((out / 'results.json').read_text())
+    assert result['table']['naive']['mAP']['mean'] == pytest.approx(0.40)
+    assert result['table']['fuller']['not_run'] == 1

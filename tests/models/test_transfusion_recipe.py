@@ -120,15 +120,47 @@ def test_decoder_attention_runs_fused_and_equals_the_explicit_weights():
 
 
 def test_the_head_passes_its_attention_choice_to_every_decoder_layer():
-    """``model.bbox_head.fused_attention`` is the config switch (the
-    explicit path is faster on an H100 in float32, docs/models.md)."""
+    """``model.bbox_head.fused_attention`` is the config switch (None: the
+    path chosen per call, ``use_fused_attention``)."""
     cfg = load_cfg('configs/fuller/fuller_cpu_fuller.py').model.bbox_head
-    for fused in (True, False):
+    for fused in (True, False, None):
         head_cfg = cfg.copy()
         head_cfg.pop('type')
         head_cfg.update(num_decoder_layers=2, fused_attention=fused)
         head = TransFusionHead(**head_cfg)
         assert [layer.fused_attention for layer in head.decoder] == [fused] * 2
+
+
+def test_automatic_attention_path_is_explicit_only_for_cuda_float32_dropout():
+    """``fused_attention=None`` takes the explicit path exactly where it was
+    measured faster (CUDA, float32, dropout on: docs/models.md); a set
+    value always wins."""
+    from fuller.models.heads.transfusion_head import use_fused_attention
+    assert not use_fused_attention(None, True, 'cuda')
+    assert use_fused_attention(None, False, 'cuda')  # evaluation
+    assert use_fused_attention(None, True, 'cpu')
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert use_fused_attention(None, True, 'cpu')
+    for setting in (True, False):
+        for dropout_active in (True, False):
+            for device_type in ('cuda', 'cpu'):
+                assert use_fused_attention(setting, dropout_active,
+                                           device_type) is setting
+
+
+def test_automatic_attention_trains_fused_on_a_cpu():
+    """The default layer (``fused_attention=None``) runs the fused kernel
+    when it trains with dropout on a CPU."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from fuller.models.heads import TransFusionDecoderLayer
+    layer = TransFusionDecoderLayer(32, 4, 64, dropout=0.1).train()
+    assert layer.fused_attention is None
+    inputs = (torch.randn(2, 16, 32), torch.randn(2, 300, 32),
+              torch.rand(2, 16, 2), torch.rand(2, 300, 2))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        layer(*inputs).sum().backward()
+    assert any('scaled_dot_product' in e.name for e in prof.events())
 
 
 def test_constants_are_made_once_per_device_and_dtype():

@@ -24,7 +24,7 @@ def test_benchmark_reports_every_field(synthetic_nuscenes, tmp_path,
         code = _tool().main([
             str(REPO / CPU_CONFIG), '--device', 'cpu', '--batch', '1',
             '--steps', '1', '--threads', '2', '--data-root',
-            synthetic_nuscenes.root, '--json', str(out)])
+            synthetic_nuscenes.root, '--ops', '4', '--json', str(out)])
     finally:
         torch.set_num_threads(threads)
     text = capsys.readouterr().out
@@ -50,6 +50,13 @@ def test_benchmark_reports_every_field(synthetic_nuscenes, tmp_path,
         assert v['modules']['bbox_head.loss:assign'] + \
             v['modules']['bbox_head.loss:heatmap_target'] < \
             v['modules']['bbox_head.loss']
+    # --ops 4: the 4 ops of most host time in either variant, then the sum
+    ops_lines = text.split('host (CPU) ms per op')[1].splitlines()[1:]
+    assert len(ops_lines) == 5 and ops_lines[-1].lstrip().startswith('all ops')
+    top = _tool().top_host_ops(res['variants'], 4)
+    assert len(top) == 4 and all(op[:30] in text for op in top)
+    for v in (a, b):
+        assert sum(v['host_ms'].values()) > max(v['host_ms'][op] for op in top) > 0
     vox, = res['voxeliser']
     assert vox['identical'] and vox['torch_s'] > 0 and vox['mmcv_s'] > 0
 
@@ -64,3 +71,6 @@ def test_benchmark_bad_input_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         tool.parse_args([CPU_CONFIG, '--steps', '0'])
     assert exc.value.code == 2 and '--steps' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        tool.parse_args([CPU_CONFIG, '--ops', '-1'])
+    assert exc.value.code == 2 and '--ops' in capsys.readouterr().err
