@@ -156,16 +156,18 @@ def report(metrics, class_names: Sequence[str], dist_ths: Sequence[float],
           found_share(rows, lambda r: r[2], POINT_BINS))
     lines.extend(['', f'found per class, within {NEAR_M:g} m / beyond; '
                   'what lies at the boxes not found:'])
-    per_class = defaultdict(lambda: [[0, 0], [0, 0]])
+    near_far = (0, NEAR_M)
+    by_class = defaultdict(list)
     instead: Dict[str, Counter] = defaultdict(Counter)
-    for name, dist, _, what in rows:
-        cell = per_class[name][0 if dist < NEAR_M else 1]
-        cell[0] += what == name
-        cell[1] += 1
+    for row in rows:
+        name, _, _, what = row
+        by_class[name].append(row)
         if what != name:
             instead[name][what] += 1
     for name in class_names:
-        (hn, tn), (hf, tf) = per_class[name]
+        table = found_share(by_class[name], lambda r: r[1], near_far)
+        (hn, tn), (hf, tf) = (table.get(_bin_label(near_far, k), (0, 0))
+                              for k in range(2))
         misses = ', '.join(f'{k} {v}' for k, v in instead[name].most_common(3))
         lines.append(f'  {name:22s} {hn:4d}/{tn:<4d} {hf:4d}/{tf:<4d}  '
                      f'{misses}')
