@@ -92,14 +92,16 @@ def main(argv: Optional[List[str]] = None) -> dict:
             runner.logger.warning(partial_note)
         metrics = _jsonable(runner.test())
         main_process = is_main_process()
+        timestamp, logger = runner.timestamp, runner.logger
+        del runner  # freed before the process group closes
     if main_process:
-        out = args.out or osp.join(cfg.work_dir, f'metrics_{runner.timestamp}.json')
+        out = args.out or osp.join(cfg.work_dir, f'metrics_{timestamp}.json')
         os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
         with open(out, 'x') as f:
             json.dump(dict(config=args.config, checkpoint=args.checkpoint,
                            partial_load=partial_note, metrics=metrics), f,
                       indent=2)
-        runner.logger.info(f'metrics saved to {out}')
+        logger.info(f'metrics saved to {out}')
     return metrics
 
 

@@ -94,7 +94,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         return
 
     with process_group_closed_at_end():
-        build_runner(cfg).train()
+        runner = build_runner(cfg)
+        runner.train()
+        del runner  # freed before the process group closes
 
 
 if __name__ == '__main__':

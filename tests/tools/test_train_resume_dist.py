@@ -125,3 +125,53 @@ def test_dist_train_two_gloo_ranks_stay_identical(tool, tmp_path):
     state = _load(work / 'epoch_2.pth')
     # 2 ranks x batch 4 -> 4 iterations per epoch.
     assert state['meta']['iter'] == 2 * ITERS_PER_EPOCH // 2
+
+
+# Each rank runs this under torchrun: rank 0 is still busy (a checkpoint
+# write) when rank 1 is done; an object with a reference cycle is dropped
+# inside the block, as tools/train.py drops its Runner.
+_CLOSING_RANK = '''
+import sys, time, weakref
+import torch.distributed as dist
+from fuller.engine.runner_setup import process_group_closed_at_end
+out = sys.argv[1]
+dist.init_process_group('gloo')
+rank = dist.get_rank()
+seen = {}
+with process_group_closed_at_end():
+    runner = {}
+    runner['self'] = runner  # freed by the collector only
+    class Model: pass
+    runner['model'] = Model()
+    weakref.finalize(runner['model'],
+                     lambda: seen.update(group_alive=dist.is_initialized()))
+    del runner
+    if rank == 0:
+        time.sleep(1.0)
+        open(f'{out}/busy_done', 'w').close()
+import os
+with open(f'{out}/left_{rank}', 'w') as f:
+    f.write(f"{os.path.exists(out + '/busy_done')} "
+            f"{seen.get('group_alive')} {dist.is_initialized()}")
+'''
+
+
+def test_ranks_close_the_process_group_together(tool, tmp_path):
+    """The end of a distributed run (process_group_closed_at_end): no rank
+    leaves before every rank's work is done, what the caller dropped is
+    collected while the process group still exists, and the group is closed
+    afterwards. A rank that left early or left the DDP model to interpreter
+    finalisation died in gloo now and then (SIGABRT), failing the job."""
+    script = tmp_path / 'closing_rank.py'
+    script.write_text(_CLOSING_RANK)
+    tool(sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         f'--master_port={free_port()}', script, tmp_path,
+         env=cpu_ranks_env(2), timeout=300)
+    for rank in (0, 1):
+        busy_done, collected_alive, still_open = (
+            tmp_path / f'left_{rank}').read_text().split()
+        assert busy_done == 'True', f'rank {rank} left before rank 0 finished'
+        assert collected_alive == 'True', (
+            f'rank {rank}: the dropped object was not collected before the '
+            'process group closed')
+        assert still_open == 'False', f'rank {rank}: process group left open'
