@@ -16,6 +16,7 @@ import fuller  # noqa: F401  (registers everything)
 import fuller.testing  # noqa: F401
 from fuller.engine import FullerAmpOptimWrapper, FullerOptimWrapper
 from fuller.engine.optim_wrapper import model_device_type
+from fuller.engine.runner_setup import process_group_closed_at_end
 from fuller.testing.processes import cpu_ranks_env
 from fuller.testing.tools import free_port
 from fuller.testing.toy import ToyFusionModel
@@ -364,25 +365,27 @@ def _ddp_worker(rank, port, work_dir, out):
                       RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2')
     torch.set_num_threads(1)
     torch.distributed.init_process_group('gloo', rank=rank, world_size=2)
-    result = {}
-    for sync in (True, False):
-        cfg = _config(Path(work_dir) / f'sync{sync}', COMBOS['both'],
-                      epochs=1)
-        cfg.optim_wrapper.calibration['sync'] = sync
-        cfg.launcher = 'pytorch'
-        # CPU DDP: no device ids (mmengine passes [LOCAL_RANK] otherwise)
-        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel',
-                                     device_ids=None)
-        cfg.experiment_name = f'ddp_sync{sync}'
-        runner = _train(cfg)[0]
-        model = runner.model.module
-        result[sync] = dict(
-            weights=_history(runner, 'fuller/weight/det').tolist(),
-            ratio=_history(runner, 'fuller/cam_lid_ratio_before').tolist(),
-            params={k: v.clone()
-                    for k, v in model.state_dict().items()})
-    torch.save(result, f'{out}_{rank}.pth')
-    torch.distributed.destroy_process_group()
+    # the closing order of tools/train.py (no rank aborts at exit)
+    with process_group_closed_at_end():
+        result = {}
+        for sync in (True, False):
+            cfg = _config(Path(work_dir) / f'sync{sync}', COMBOS['both'],
+                          epochs=1)
+            cfg.optim_wrapper.calibration['sync'] = sync
+            cfg.launcher = 'pytorch'
+            # CPU DDP: no device ids (mmengine passes [LOCAL_RANK] otherwise)
+            cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel',
+                                         device_ids=None)
+            cfg.experiment_name = f'ddp_sync{sync}'
+            runner = _train(cfg)[0]
+            model = runner.model.module
+            result[sync] = dict(
+                weights=_history(runner, 'fuller/weight/det').tolist(),
+                ratio=_history(runner, 'fuller/cam_lid_ratio_before').tolist(),
+                params={k: v.clone()
+                        for k, v in model.state_dict().items()})
+            del runner, model
+        torch.save(result, f'{out}_{rank}.pth')
 
 
 def test_ddp_sync_gives_identical_weights(tmp_path, monkeypatch):
