@@ -7,5 +7,5 @@ _base_ = [
 ]
 optim_wrapper = dict(
     calibration=dict(
-        inter=dict(type='MetaBalance', relax=0.5),
+        inter=dict(type='MetaBalance', relax=0.25),
         intra=dict(type='EqualNorm')))

@@ -2,5 +2,5 @@
 _base_ = ['./cpu_stage2_naive.py']
 optim_wrapper = dict(
     calibration=dict(
-        inter=dict(type='MetaBalance', relax=0.5),
+        inter=dict(type='MetaBalance', relax=0.25),
         intra=dict(type='EqualNorm')))

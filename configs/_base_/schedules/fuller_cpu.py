@@ -4,8 +4,8 @@
 #          segmentation heads send into the shared BEV feature (the task
 #          junction): dict(type='Sum') = plain sum of the task gradients
 #          (naive multi-task learning, statistics still logged);
-#          dict(type='MetaBalance', relax=0.5) = FULLER's default (each
-#          task gradient's norm moved halfway to the largest; the best
+#          dict(type='MetaBalance', relax=0.25) = FULLER's default (each
+#          task gradient's norm moved a quarter of the way to the largest; the best
 #          trade-off of the ablation, docs/results.md); dict(type='IMTLG') =
 #          the paper's (equal projections on every task gradient); also
 #          'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL' and the magnitude-keeping

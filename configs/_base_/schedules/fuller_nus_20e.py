@@ -7,7 +7,7 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=2e-4, weight_decay=0.01),
     clip_grad=dict(max_norm=35, norm_type=2),
     calibration=dict(
-        inter=dict(type='Sum'),  # task level; FULLER: MetaBalance, relax=0.5
+        inter=dict(type='Sum'),  # task level; FULLER: MetaBalance, relax=0.25
         intra=dict(type='Identity'),  # modality; dict(type='EqualNorm')
         warmup_iters=0,
         per_sample=False,
