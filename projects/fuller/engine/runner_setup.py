@@ -237,7 +237,7 @@ def _runner_class(base: type, dump_name: str, dump_in_log_dir: bool) -> type:
 
 @contextlib.contextmanager
 def process_group_closed_at_end() -> Iterator[None]:
-    """Close the distributed run in an order that cannot abort a rank.
+    """Close a distributed run so that gloo does not abort a rank at exit.
 
     A rank that leaves while its peers still work (rank 0 writing the last
     checkpoint), or that leaves the DDP model and its gloo work objects to
