@@ -131,7 +131,7 @@ def test_dist_train_two_gloo_ranks_stay_identical(tool, tmp_path):
 # write) when rank 1 is done; an object with a reference cycle is dropped
 # inside the block, as tools/train.py drops its Runner.
 _CLOSING_RANK = '''
-import sys, time, weakref
+import os, sys, time, weakref
 import torch.distributed as dist
 from fuller.engine.runner_setup import process_group_closed_at_end
 out = sys.argv[1]
@@ -149,7 +149,6 @@ with process_group_closed_at_end():
     if rank == 0:
         time.sleep(1.0)
         open(f'{out}/busy_done', 'w').close()
-import os
 with open(f'{out}/left_{rank}', 'w') as f:
     f.write(f"{os.path.exists(out + '/busy_done')} "
             f"{seen.get('group_alive')} {dist.is_initialized()}")

@@ -5,8 +5,8 @@
 #          junction): dict(type='Sum') = plain sum of the task gradients
 #          (naive multi-task learning, statistics still logged);
 #          dict(type='MetaBalance', relax=0.25) = FULLER's default (each
-#          task gradient's norm moved a quarter of the way to the largest; the best
-#          trade-off of the ablation, docs/results.md); dict(type='IMTLG') =
+#          task gradient's norm moved a quarter of the way to the largest;
+#          the best trade-off measured, docs/results.md); dict(type='IMTLG') =
 #          the paper's (equal projections on every task gradient); also
 #          'MGDA', 'PCGrad', 'CAGrad', 'AlignedMTL' and the magnitude-keeping
 #          'NormKeepingIMTLG', 'NormKeepingMGDA', 'DBMTL'
