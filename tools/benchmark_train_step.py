@@ -4,6 +4,7 @@ naive multi-task training.
     python tools/benchmark_train_step.py CONFIG [--device cuda|cpu] [--amp]
         [--batch N] [--steps K] [--data-root DIR] [--reduced]
         [--threads N] [--json FILE] [--ops N] [--vs KEY=VALUE ...]
+        [--cfg-options KEY=VALUE ...]
 
 The batch is built once by the config's own training pipeline (its loading
 time is reported separately) and every step trains on it, so the figures are
@@ -112,6 +113,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='also list the N ops of most host (CPU) time in '
                         "the profiled step, per variant: where a calibration's "
                         'extra time goes')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        metavar='KEY=VALUE', help='override config keys for '
+                        'every variant, as tools/train.py does (e.g. '
+                        'env_cfg.float32_matmul_precision=highest)')
     parser.add_argument('--vs', nargs='+', action=DictAction,
                         metavar='KEY=VALUE', help='a third variant: the '
                         'config with these overrides (e.g. data_preprocessor'
@@ -135,13 +140,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 # --------------------------------------------------------------- set-up
 def load_benchmark_config(args: argparse.Namespace):
-    """The config with --data-root / --reduced / --amp applied; checks that
-    the training data exists."""
+    """The config with --cfg-options / --data-root / --reduced / --amp
+    applied; checks that the training data exists."""
     from fuller.engine.runner_setup import (UserInputError, apply_amp,
                                             check_data_paths, load_config,
-                                            set_data_root)
+                                            matmul_precision, set_data_root)
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, args.cfg_options)
+        matmul_precision(cfg.get('env_cfg'))
         if args.data_root:
             set_data_root(cfg, args.data_root)
         check_data_paths(cfg, ['train_dataloader'])
@@ -416,8 +422,13 @@ def benchmark(args: argparse.Namespace) -> dict:
     from mmdet3d.utils import register_all_modules
     from mmengine.runner import set_random_seed
 
+    from fuller.engine.runner_setup import apply_backend_settings
+
     register_all_modules(init_default_scope=True)
     cfg = load_benchmark_config(args)
+    # the run's cuDNN algorithm search and matmul precision, as the Runner
+    # sets them; process-wide, so every variant gets the same
+    apply_backend_settings(cfg.get('env_cfg'))
     set_random_seed(0)
     data, load_s = build_batch(cfg, args.batch)
     points = data['inputs'].get('points', [])
@@ -446,6 +457,8 @@ def benchmark(args: argparse.Namespace) -> dict:
                 vs=' '.join(f'{k}={v}' for k, v in (args.vs or {}).items()),
                 batch=args.batch, steps=args.steps, reduced=args.reduced,
                 ops=args.ops,
+                cudnn_benchmark=torch.backends.cudnn.benchmark,
+                matmul_precision=torch.get_float32_matmul_precision(),
                 threads=torch.get_num_threads(), load_s_per_sample=load_s,
                 voxeliser=voxel, variants=variants)
 
@@ -468,7 +481,9 @@ def report(res: dict) -> str:
         f"{' (reduced: 64x176, pillars)' if res['reduced'] else ''}",
         f"device {res['device']}, amp {'on' if res['amp'] else 'off'}, "
         f"batch {res['batch']}, {res['steps']} timed steps, "
-        f"{res['threads']} CPU threads",
+        f"{res['threads']} CPU threads, cudnn_benchmark "
+        f"{res['cudnn_benchmark']}, float32 matmul precision "
+        f"{res['matmul_precision']}",
         f"data loading (config pipeline): {res['load_s_per_sample']:.3f} "
         f"s/sample"]
     for vox in res['voxeliser']:

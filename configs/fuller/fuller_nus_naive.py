@@ -3,7 +3,7 @@
 _base_ = [
     '../_base_/models/bevfusion_nus.py',
     '../_base_/datasets/nuscenes_multitask.py',
-    '../_base_/schedules/fuller_nus_20e.py', '../_base_/default_runtime.py'
+    '../_base_/schedules/fuller_nus_20e.py', '../_base_/nus_runtime.py'
 ]
 optim_wrapper = dict(
     calibration=dict(inter=dict(type='Sum'), intra=dict(type='Identity')))

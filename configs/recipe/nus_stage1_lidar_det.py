@@ -9,7 +9,7 @@ _base_ = [
     '../_base_/models/bevfusion_nus.py',
     '../_base_/datasets/nuscenes_lidar_det.py',
     '../_base_/schedules/bevfusion_lidar_20e.py',
-    '../_base_/default_runtime.py'
+    '../_base_/nus_runtime.py'
 ]
 model = dict(
     img_backbone=None,

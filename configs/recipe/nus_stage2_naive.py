@@ -12,7 +12,7 @@ _base_ = [
     '../_base_/models/bevfusion_nus.py',
     '../_base_/datasets/nuscenes_multitask.py',
     '../_base_/schedules/bevfusion_fusion_6e.py',
-    '../_base_/default_runtime.py'
+    '../_base_/nus_runtime.py'
 ]
 load_from = 'work_dirs/nus_stage1_lidar_det/epoch_20.pth'
 model = dict(

@@ -68,6 +68,11 @@ def test_experiment_config_builds(path):
     cfg = load_cfg(path)
     assert cfg.default_scope == 'mmdet3d'
     assert 'fuller' in cfg.custom_imports['imports']
+    # the nuScenes-scale (GPU) configs search cuDNN's algorithms and run
+    # float32 matmuls on TF32; the CPU ones keep torch's defaults
+    nus = '_nus_' in path
+    assert cfg.env_cfg.cudnn_benchmark == nus
+    assert cfg.env_cfg.get('float32_matmul_precision') == ('high' if nus else None)
     model = build_model(cfg.model)
     variant = _variant(path)
     assert (model.bbox_head is None) == (variant == 'seg_only')

@@ -62,6 +62,8 @@ def root(tmp_path):
     ('optim_wrapper.type=FullerOptimWraper', 'did you mean FullerOptimWrapper'),
     ('optim_wrapper.calibration.inter=IMTLGG', 'registered: AlignedMTL, CAGrad'),
     ('optim_wrapper.calibration.intra=IMTLG', 'registered: EqualNorm, Identity'),
+    ('env_cfg.float32_matmul_precision=fast',
+     "env_cfg.float32_matmul_precision='fast' is not one of highest, high, medium"),
 ])
 def test_bad_cfg_option(tmp_path, option, expected):
     message = _error(train, [FULLER, '--work-dir', tmp_path, '--cfg-options', option])
@@ -250,6 +252,25 @@ def test_test_run_keeps_the_training_config_dump(tmp_path):
     runner = build_runner(cfg)
     assert dump.read_text() == '# the training run\'s config\n'
     assert os.path.isfile(os.path.join(runner.log_dir, 'toy_fuller.py'))
+
+
+def test_runner_applies_the_configs_backend_settings(tmp_path):
+    """env_cfg's cuDNN algorithm search (mmengine) and float32 matmul
+    precision (the plugin's runner) are what the run computes with."""
+    from fuller.engine.runner_setup import build_runner
+    cfg = test_tool.load_config(TOY)
+    cfg.work_dir = str(tmp_path)
+    cfg.env_cfg.update(cudnn_benchmark=True, float32_matmul_precision='high')
+    before = (torch.get_float32_matmul_precision(),
+              torch.backends.cudnn.benchmark)
+    assert before[0] != 'high'
+    try:
+        build_runner(cfg)
+        assert torch.get_float32_matmul_precision() == 'high'
+        assert torch.backends.cudnn.benchmark
+    finally:
+        torch.set_float32_matmul_precision(before[0])
+        torch.backends.cudnn.benchmark = before[1]
 
 
 # ------------------------------------------------------------------- data

@@ -20,20 +20,26 @@ def test_benchmark_reports_every_field(synthetic_nuscenes, tmp_path,
                                        capsys):
     out = tmp_path / 'bench.json'
     threads = torch.get_num_threads()
+    precision = torch.get_float32_matmul_precision()
     try:
         code = _tool().main([
             str(REPO / CPU_CONFIG), '--device', 'cpu', '--batch', '1',
             '--steps', '1', '--threads', '2', '--data-root',
-            synthetic_nuscenes.root, '--ops', '4', '--json', str(out)])
+            synthetic_nuscenes.root, '--ops', '4', '--json', str(out),
+            '--cfg-options', 'env_cfg.float32_matmul_precision=high'])
+        # the config's settings are applied as a run of it gets them
+        assert torch.get_float32_matmul_precision() == 'high'
     finally:
         torch.set_num_threads(threads)
+        torch.set_float32_matmul_precision(precision)
     text = capsys.readouterr().out
     assert code == 0
     for field in ('data loading (config pipeline)', 'voxeliser',
                   'identical output: yes', 'train_step s (median)',
                   'peak RSS MiB', 'value reads/step', 'forward s per module',
                   'config (MetaBalance+EqualNorm)', 'naive (Sum+Identity)',
-                  'ratio 1/2', 'img_backbone', 'bbox_head.loss', 'seg_head'):
+                  'ratio 1/2', 'img_backbone', 'bbox_head.loss', 'seg_head',
+                  'cudnn_benchmark False, float32 matmul precision high'):
         assert field in text, (field, text)
     res = json.loads(out.read_text())
     a, b = res['variants'].values()
@@ -68,6 +74,11 @@ def test_benchmark_bad_input_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert 'data root not found' in err and 'make data' in err
+    code = tool.main([str(REPO / CPU_CONFIG), '--device', 'cpu', '--cfg-options',
+                      'env_cfg.float32_matmul_precision=fast'])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "float32_matmul_precision='fast' is not one of" in err
     with pytest.raises(SystemExit) as exc:
         tool.parse_args([CPU_CONFIG, '--steps', '0'])
     assert exc.value.code == 2 and '--steps' in capsys.readouterr().err

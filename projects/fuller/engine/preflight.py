@@ -16,7 +16,7 @@ import torch
 from mmengine.config import Config
 
 from ..calibration import normalize_calibrator_cfg
-from .runner_setup import UserInputError, _dataset_cfgs
+from .runner_setup import UserInputError, _dataset_cfgs, matmul_precision
 
 # ------------------------------------------------------------------ config
 #: Calibrators that leave a single branch untouched (harmless with one
@@ -420,6 +420,7 @@ def validate_train(cfg: Config, resume: Optional[str], launcher: str,
     evaluators = ['val_evaluator'] if has_val else []
     loaders = ['train_dataloader'] + (['val_dataloader'] if has_val else [])
     check_model_tasks(cfg, evaluators)
+    matmul_precision(cfg.get('env_cfg'))
     check_work_dir(cfg.work_dir, resume)
     model_shapes(cfg)  # the model builds (its own checks, in one line)
     from .runner_setup import check_data_paths
@@ -437,6 +438,7 @@ def validate_test(cfg: Config, checkpoint: str, launcher: str,
     if not osp.isfile(checkpoint):
         raise UserInputError(f'checkpoint not found: {checkpoint}')
     check_model_tasks(cfg, ['test_evaluator'])
+    matmul_precision(cfg.get('env_cfg'))
     from .runner_setup import check_data_paths
     check_data_paths(cfg, ['test_dataloader'])
     note = check_checkpoint_fits(cfg, checkpoint, allow_partial)

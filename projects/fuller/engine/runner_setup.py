@@ -27,6 +27,42 @@ AMP_WRAPPERS = {
 }
 
 
+#: ``env_cfg.float32_matmul_precision`` values, as
+#: ``torch.set_float32_matmul_precision`` takes them: 'highest' keeps float32
+#: matrix products in full float32; 'high' lets CUDA run them on TF32 tensor
+#: cores (10-bit mantissa inputs, float32 accumulation), which PyTorch already
+#: does for float32 convolutions (``torch.backends.cudnn.allow_tf32``);
+#: 'medium' allows bfloat16 inputs as well.
+MATMUL_PRECISIONS = ('highest', 'high', 'medium')
+
+
+def matmul_precision(env_cfg: Optional[dict]) -> Optional[str]:
+    """``env_cfg.float32_matmul_precision``, checked; None when the config
+    leaves torch's default ('highest') alone."""
+    value = (env_cfg or {}).get('float32_matmul_precision')
+    if value is None:
+        return None
+    if value not in MATMUL_PRECISIONS:
+        raise UserInputError(
+            f'env_cfg.float32_matmul_precision={value!r} is not one of '
+            f'{", ".join(MATMUL_PRECISIONS)}: set \'highest\' for plain float32 '
+            'matrix products or \'high\' for TF32 tensor cores on CUDA')
+    return value
+
+
+def apply_backend_settings(env_cfg: Optional[dict]) -> None:
+    """The process-wide numeric settings of ``env_cfg``, as a run of the
+    config gets them: ``cudnn_benchmark`` (which mmengine's Runner applies
+    itself) and ``float32_matmul_precision``. For tools that build a model
+    without a Runner (the benchmarks)."""
+    env_cfg = env_cfg or {}
+    precision = matmul_precision(env_cfg)
+    if precision is not None:
+        torch.set_float32_matmul_precision(precision)
+    if 'cudnn_benchmark' in env_cfg:
+        torch.backends.cudnn.benchmark = bool(env_cfg['cudnn_benchmark'])
+
+
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """Load a config file and merge ``--cfg-options`` into it.
 
@@ -202,12 +238,20 @@ def _runner_class(base: type, dump_name: str, dump_in_log_dir: bool) -> type:
 
     * the environment/config/hooks dumps go to the log file only; the
       console gets one line saying where they are;
+    * ``env_cfg.float32_matmul_precision`` is applied with the rest of
+      ``env_cfg`` (mmengine's Runner knows only ``cudnn_benchmark``);
     * the config dump never replaces a file: it is written as
       ``<work_dir>/<dump_name>`` when that name is free, else (and always
       with ``dump_in_log_dir``) into the run's timestamped log folder.
     """
 
     class FullerRunner(base):
+
+        def setup_env(self, env_cfg: dict) -> None:
+            super().setup_env(env_cfg)
+            precision = matmul_precision(env_cfg)
+            if precision is not None:
+                torch.set_float32_matmul_precision(precision)
 
         def build_logger(self, *args, **kwargs):
             logger = super().build_logger(*args, **kwargs)
