@@ -1,6 +1,9 @@
-"""BEVSegMetric (map mIoU protocol) and the config's val_evaluator list
-(NuScenesMetric + BEVSegMetric) running for real on the synthetic set."""
+"""BEVSegMetric (map mIoU protocol), EmptySafeNuScenesMetric (a model with no
+detection) and the config's val_evaluator list (EmptySafeNuScenesMetric +
+BEVSegMetric) running for real on the synthetic set."""
 import copy
+import json
+import os
 
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ from mmengine.structures import InstanceData
 
 import fuller  # noqa: F401
 from fuller.evaluation import BEVSegMetric, confusion_counts
-from fuller.registry import DATASETS
+from fuller.registry import DATASETS, METRICS
 
 register_all_modules(init_default_scope=True)
 
@@ -89,32 +92,142 @@ def test_absent_class_is_nan_and_bad_shapes_raise():
         BEVSegMetric().process({}, [dict(gt_masks_bev=gts[0])])
 
 
-def test_ground_truth_fed_back_through_val_evaluator(synthetic_nuscenes_cfg):
-    """The config's val_evaluator list on the synthetic val split: ground
-    truth as predictions gives mAP and NDS close to 1 and mIoU 1."""
+@pytest.fixture(scope='module')
+def val_truth(synthetic_nuscenes_cfg):
+    """The synthetic val split: its metainfo and, per sample, the packed
+    test-pipeline output with the sample's ground-truth boxes and labels."""
     cfg = synthetic_nuscenes_cfg
     val = DATASETS.build(copy.deepcopy(cfg.val_dataloader.dataset))
     gt_ds = DATASETS.build(dict(copy.deepcopy(cfg.val_dataloader.dataset),
                                 test_mode=False, pipeline=[]))
-    evaluator = Evaluator(copy.deepcopy(cfg.val_evaluator))
-    evaluator.dataset_meta = val.metainfo
+    samples = []
     for i in range(len(val)):
         packed = val[i]['data_samples']
         info = gt_ds.get_data_info(i)
+        assert packed.sample_idx == info['sample_idx']
         ann = info['ann_info']
-        labels = torch.as_tensor(ann['gt_labels_3d'])
+        samples.append((packed, ann['gt_bboxes_3d'],
+                        torch.as_tensor(ann['gt_labels_3d'])))
+    return val.metainfo, samples
+
+
+def _truth(boxes, labels):
+    return boxes, torch.ones(len(labels)), labels
+
+
+def _nothing(boxes, labels):
+    keep = torch.zeros(len(labels), dtype=torch.bool)
+    return boxes[keep], torch.zeros(0), labels[keep]
+
+
+def _predictions(val_truth, predict=_truth):
+    """Data samples as the model returns them: ``predict(boxes, labels)``
+    gives (boxes, scores, labels) from the ground truth (``_truth``: the
+    ground truth itself, scored 1); the map prediction is the map truth."""
+    out = []
+    for packed, boxes, labels in val_truth[1]:
+        packed = copy.deepcopy(packed)
+        boxes, scores, labels = predict(boxes.clone(), labels)
         packed.pred_instances_3d = InstanceData(
-            bboxes_3d=ann['gt_bboxes_3d'], scores_3d=torch.ones(len(labels)),
-            labels_3d=labels)
+            bboxes_3d=boxes, scores_3d=scores, labels_3d=labels)
         packed.pred_instances = InstanceData()
         packed.pred_masks_bev = packed.gt_masks_bev.float()
-        assert packed.sample_idx == info['sample_idx']
-        evaluator.process([packed.to_dict()], {})
-    res = evaluator.evaluate(len(val))
-    key = 'NuScenes metric/pred_instances_3d_NuScenes/'
-    assert res[key + 'mAP'] > 0.99
-    assert res[key + 'NDS'] > 0.99
-    for cls in val.metainfo['classes']:
-        assert res[f'{key}{cls}_AP_dist_2.0'] > 0.99, cls
+        out.append(packed.to_dict())
+    return out
+
+
+def _det_metric(cfg, val_truth, **overrides):
+    metric = METRICS.build(dict(copy.deepcopy(cfg.det_evaluator), **overrides))
+    metric.dataset_meta = val_truth[0]
+    return metric
+
+
+DET_KEY = 'NuScenes metric/pred_instances_3d_NuScenes/'
+
+
+def test_no_detection_anywhere_scores_zero_and_keeps_the_result_file(
+        synthetic_nuscenes_cfg, val_truth, tmp_path, monkeypatch):
+    """A model with no box in any sample (untrained: all scores under the
+    head's threshold) gets the devkit's numbers of an empty submission and
+    one warning; the user's result file keeps no box."""
+    assert synthetic_nuscenes_cfg.det_evaluator.type == \
+        'EmptySafeNuScenesMetric'
+    from mmengine.logging import MMLogger
+    warnings = []
+    monkeypatch.setattr(MMLogger.get_current_instance(), 'warning',
+                        lambda msg, *a, **k: warnings.append(msg))
+    metric = _det_metric(synthetic_nuscenes_cfg, val_truth,
+                         jsonfile_prefix=str(tmp_path / 'pred'))
+    preds = _predictions(val_truth, _nothing)
+    metric.process({}, preds)
+    res = metric.evaluate(len(preds))
+    assert res[DET_KEY + 'mAP'] == 0.0
+    assert res[DET_KEY + 'NDS'] == 0.0
+    for cls in val_truth[0]['classes']:
+        for dist in ('0.5', '1.0', '2.0', '4.0'):
+            assert res[f'{DET_KEY}{cls}_AP_dist_{dist}'] == 0.0
+    for err in ('mATE', 'mASE', 'mAOE', 'mAVE', 'mAAE'):
+        assert res[DET_KEY + err] == 1.0
+    assert res[DET_KEY + 'car_attr_err'] == 1.0
+    assert np.isnan(res[DET_KEY + 'traffic_cone_attr_err'])
+    assert len(warnings) == 1
+    assert f'no detection in any of the {len(preds)} ' in warnings[0]
+    assert 'mAP and NDS are 0' in warnings[0]
+    out_dir = tmp_path / 'pred' / 'pred_instances_3d'
+    assert sorted(os.listdir(out_dir)) == [
+        'metrics_details.json', 'metrics_summary.json', 'plots',
+        'results_nusc.json']
+    written = json.loads((out_dir / 'results_nusc.json').read_text())
+    tokens = {metric.data_infos[p['sample_idx']]['token'] for p in preds}
+    assert written['results'] == {t: [] for t in tokens}
+
+
+def test_upstream_nuscenes_metric_raises_on_no_detection(
+        synthetic_nuscenes_cfg, val_truth):
+    metric = _det_metric(synthetic_nuscenes_cfg, val_truth,
+                         type='NuScenesMetric')
+    preds = _predictions(val_truth, _nothing)
+    metric.process({}, preds)
+    with pytest.raises(Exception, match='Invalid box type: None'):
+        metric.evaluate(len(preds))
+
+
+def test_predictions_with_boxes_score_as_upstream(synthetic_nuscenes_cfg,
+                                                  val_truth):
+    """Imperfect predictions (boxes shifted, every third dropped, scores
+    spread) get exactly mmdet3d's NuScenesMetric numbers."""
+    def predict(boxes, labels):
+        keep = torch.arange(len(labels)) % 3 != 2
+        boxes = boxes[keep]
+        boxes.tensor[:, 0] += 0.7
+        n = int(keep.sum())
+        return boxes, torch.linspace(0.9, 0.3, n), labels[keep]
+
+    results = []
+    for metric_type in ('EmptySafeNuScenesMetric', 'NuScenesMetric'):
+        metric = _det_metric(synthetic_nuscenes_cfg, val_truth,
+                             type=metric_type)
+        preds = _predictions(val_truth, predict)
+        metric.process({}, preds)
+        results.append(metric.evaluate(len(preds)))
+    assert 0.05 < results[0][DET_KEY + 'mAP'] < 0.95
+    assert results[0] == pytest.approx(results[1], nan_ok=True)
+
+
+def test_ground_truth_fed_back_through_val_evaluator(synthetic_nuscenes_cfg,
+                                                     val_truth):
+    """The config's val_evaluator list on the synthetic val split: ground
+    truth as predictions gives mAP and NDS close to 1 and mIoU 1."""
+    cfg = synthetic_nuscenes_cfg
+    evaluator = Evaluator(copy.deepcopy(cfg.val_evaluator))
+    evaluator.dataset_meta = val_truth[0]
+    preds = _predictions(val_truth)
+    for packed in preds:
+        evaluator.process([packed], {})
+    res = evaluator.evaluate(len(preds))
+    assert res[DET_KEY + 'mAP'] > 0.99
+    assert res[DET_KEY + 'NDS'] > 0.99
+    for cls in val_truth[0]['classes']:
+        assert res[f'{DET_KEY}{cls}_AP_dist_2.0'] > 0.99, cls
     assert res['map/mIoU'] == pytest.approx(1.0)
-    assert {f'map/IoU.{c}' for c in val.metainfo['map_classes']} <= set(res)
+    assert {f'map/IoU.{c}' for c in val_truth[0]['map_classes']} <= set(res)

@@ -93,7 +93,7 @@ def test_experiment_config_builds(path):
         assert (sum(n) if isinstance(n, list) else n) == len(cfg.class_names)
     # each task the model has is evaluated, and only those
     metrics = {e['type'] for e in cfg.val_evaluator}
-    assert ('NuScenesMetric' in metrics) == (model.bbox_head is not None)
+    assert ('EmptySafeNuScenesMetric' in metrics) == (model.bbox_head is not None)
     assert ('BEVSegMetric' in metrics) == (model.seg_head is not None)
     assert cfg.test_evaluator == cfg.val_evaluator
     wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))

@@ -106,7 +106,7 @@ test_dataloader = val_dataloader
 # nuscenes-devkit) and the BEV map IoU per class + mIoU. Single-task configs
 # evaluate with one of the two (det_only / seg_only).
 det_evaluator = dict(
-    type='NuScenesMetric',
+    type='EmptySafeNuScenesMetric',
     data_root=data_root,
     ann_file=data_root + 'nuscenes_infos_val.pkl',
     metric='bbox',

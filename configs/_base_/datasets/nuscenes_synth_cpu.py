@@ -46,7 +46,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 # Single-task configs evaluate with one of these (det_only / seg_only).
 det_evaluator = dict(
-    type='NuScenesMetric',
+    type='EmptySafeNuScenesMetric',
     data_root=data_root,
     ann_file=data_root + 'nuscenes_infos_val.pkl',
     metric='bbox')

@@ -20,7 +20,8 @@ class FullerNuScenesDataset(NuScenesDataset):
       order, kept in ``METAINFO``) are remapped to it;
     - ``metainfo['map_classes']`` defaults to ``MAP_CLASSES``;
     - no default ``version``: the info file's own (v1.0-mini, -trainval) is
-      the one ``NuScenesMetric`` must evaluate against;
+      the one the detection metric (``EmptySafeNuScenesMetric``) must
+      evaluate against;
     - every sample carries ``map_location`` (None when the info file has
       none, e.g. infos not made by tools/create_data.py;
       ``LoadBEVSegmentation`` then raises) and ``ego2global`` as a (4, 4)

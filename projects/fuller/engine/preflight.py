@@ -23,7 +23,11 @@ from .runner_setup import UserInputError, _dataset_cfgs, matmul_precision
 #: task head / one modality); every other one needs two or more.
 _PASS_THROUGH = {'inter': 'Sum', 'intra': 'Identity'}
 #: Metric type -> the model head whose predictions it scores.
-_METRIC_HEADS = {'NuScenesMetric': 'bbox_head', 'BEVSegMetric': 'seg_head'}
+_METRIC_HEADS = {'NuScenesMetric': 'bbox_head',
+                 'EmptySafeNuScenesMetric': 'bbox_head',
+                 'BEVSegMetric': 'seg_head'}
+#: Metric types that run nuscenes-devkit on the tables under their data_root.
+_DEVKIT_METRICS = ('NuScenesMetric', 'EmptySafeNuScenesMetric')
 _HEAD_TASKS = {'bbox_head': '3D detection', 'seg_head': 'BEV map segmentation'}
 
 
@@ -316,9 +320,10 @@ def _info_metainfo(path: str, cache: Dict[str, dict]) -> dict:
 
 
 def _evaluator_roots(cfg: Config, evaluators: Sequence[str]) -> List[str]:
-    """data roots of the devkit-based metrics (NuScenesMetric)."""
+    """data roots of the devkit-based metrics (NuScenesMetric and
+    EmptySafeNuScenesMetric)."""
     return [m['data_root'] for key in evaluators for m in _as_list(cfg.get(key))
-            if isinstance(m, dict) and m.get('type') == 'NuScenesMetric'
+            if isinstance(m, dict) and m.get('type') in _DEVKIT_METRICS
             and m.get('data_root')]
 
 

@@ -1,5 +1,7 @@
-"""Metrics: BEV map segmentation (``BEVSegMetric``); 3D detection goes
-through mmdet3d's ``NuScenesMetric`` (see docs/data.md)."""
+"""Metrics: BEV map segmentation (``BEVSegMetric``) and 3D detection
+(``EmptySafeNuScenesMetric``: mmdet3d's ``NuScenesMetric`` that also scores
+a model with no detection; see docs/data.md)."""
 from .bev_seg_metric import BEVSegMetric, confusion_counts
+from .nuscenes_metric import EmptySafeNuScenesMetric
 
-__all__ = ['BEVSegMetric', 'confusion_counts']
+__all__ = ['BEVSegMetric', 'EmptySafeNuScenesMetric', 'confusion_counts']
