@@ -356,6 +356,31 @@ def test_train_terminal_shows_progress_not_dumps(tool, tmp_path):
     assert len(terminal.splitlines()) < len(log.splitlines()) // 2
 
 
+def test_persistent_loader_workers_end_without_a_traceback(
+        tool, tmp_path, synthetic_nuscenes):
+    """Training and testing stop their data loaders' persistent workers
+    (every nus config has them) when they end. Left to interpreter exit,
+    multiprocessing killed them and torch printed "DataLoader worker (pid N)
+    is killed by signal: Terminated" with a traceback after a run that
+    succeeded."""
+    persistent = [f'{split}_dataloader.{option}'
+                  for split in ('train', 'val', 'test')
+                  for option in ('num_workers=2', 'persistent_workers=True')]
+    work = tmp_path / 'run'
+    proc = tool('tools/train.py', FULLER, '--data-root', synthetic_nuscenes.root,
+                '--work-dir', work, '--cfg-options', 'train_cfg.max_epochs=1',
+                *persistent, timeout=600)
+    terminal = proc.stdout + proc.stderr
+    assert 'Epoch(val)' in terminal
+    assert 'killed by signal' not in terminal and 'Traceback' not in terminal
+    proc = tool('tools/test.py', FULLER, work / 'epoch_1.pth', '--data-root',
+                synthetic_nuscenes.root, '--work-dir', work, '--cfg-options',
+                *persistent, timeout=600)
+    terminal = proc.stdout + proc.stderr
+    assert len(list(work.glob('metrics_*.json'))) == 1
+    assert 'killed by signal' not in terminal and 'Traceback' not in terminal
+
+
 @pytest.mark.parametrize('config', sorted((REPO / 'configs/fuller').glob('*.py')),
                          ids=lambda p: p.stem)
 def test_shipped_configs_pass_the_model_checks(config):

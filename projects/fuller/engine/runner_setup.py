@@ -233,11 +233,30 @@ class _FileOnlyStartupDump(logging.Filter):
         return not msg.startswith(_FILE_ONLY_PREFIXES)
 
 
+def stop_loader_workers(runner) -> None:
+    """Stop the worker processes of the runner's built data loaders now.
+
+    A persistent loader (``persistent_workers=True``, every nus config) keeps
+    its workers after the last batch. Left to interpreter exit, they are
+    killed by multiprocessing's exit handler, and torch's SIGCHLD handler
+    then prints "DataLoader worker (pid N) is killed by signal: Terminated"
+    with a traceback after a run that succeeded.
+    """
+    for loop in (runner._train_loop, runner._val_loop, runner._test_loop):
+        loader = getattr(loop, 'dataloader', None)  # None: loop not built
+        workers = getattr(loader, '_iterator', None)
+        if workers is not None and hasattr(workers, '_shutdown_workers'):
+            workers._shutdown_workers()
+            loader._iterator = None
+
+
 def _runner_class(base: type, dump_name: str, dump_in_log_dir: bool) -> type:
     """``base`` with the plugin's start-up manners:
 
     * the environment/config/hooks dumps go to the log file only; the
       console gets one line saying where they are;
+    * ``train()`` and ``test()`` stop the data loaders' workers when they
+      end (:func:`stop_loader_workers`);
     * ``env_cfg.float32_matmul_precision`` is applied with the rest of
       ``env_cfg`` (mmengine's Runner knows only ``cudnn_benchmark``);
     * the config dump never replaces a file: it is written as
@@ -246,6 +265,18 @@ def _runner_class(base: type, dump_name: str, dump_in_log_dir: bool) -> type:
     """
 
     class FullerRunner(base):
+
+        def train(self):
+            try:
+                return super().train()
+            finally:
+                stop_loader_workers(self)
+
+        def test(self):
+            try:
+                return super().test()
+            finally:
+                stop_loader_workers(self)
 
         def setup_env(self, env_cfg: dict) -> None:
             super().setup_env(env_cfg)
