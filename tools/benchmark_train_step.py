@@ -141,13 +141,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 # --------------------------------------------------------------- set-up
 def load_benchmark_config(args: argparse.Namespace):
     """The config with --cfg-options / --data-root / --reduced / --amp
-    applied; checks that the training data exists."""
+    applied; checks that the training data exists. Its ``env_cfg``'s cuDNN
+    algorithm search and matmul precision are set for this process, as the
+    Runner sets them for a run (process-wide: every variant gets them)."""
     from fuller.engine.runner_setup import (UserInputError, apply_amp,
+                                            apply_backend_settings,
                                             check_data_paths, load_config,
-                                            matmul_precision, set_data_root)
+                                            set_data_root)
     try:
         cfg = load_config(args.config, args.cfg_options)
-        matmul_precision(cfg.get('env_cfg'))
+        apply_backend_settings(cfg.get('env_cfg'))
         if args.data_root:
             set_data_root(cfg, args.data_root)
         check_data_paths(cfg, ['train_dataloader'])
@@ -422,13 +425,8 @@ def benchmark(args: argparse.Namespace) -> dict:
     from mmdet3d.utils import register_all_modules
     from mmengine.runner import set_random_seed
 
-    from fuller.engine.runner_setup import apply_backend_settings
-
     register_all_modules(init_default_scope=True)
     cfg = load_benchmark_config(args)
-    # the run's cuDNN algorithm search and matmul precision, as the Runner
-    # sets them; process-wide, so every variant gets the same
-    apply_backend_settings(cfg.get('env_cfg'))
     set_random_seed(0)
     data, load_s = build_batch(cfg, args.batch)
     points = data['inputs'].get('points', [])

@@ -45,16 +45,18 @@ def matmul_precision(env_cfg: Optional[dict]) -> Optional[str]:
     if value not in MATMUL_PRECISIONS:
         raise UserInputError(
             f'env_cfg.float32_matmul_precision={value!r} is not one of '
-            f'{", ".join(MATMUL_PRECISIONS)}: set \'highest\' for plain float32 '
-            'matrix products or \'high\' for TF32 tensor cores on CUDA')
+            f'{", ".join(MATMUL_PRECISIONS)}: set \'highest\' for plain '
+            'float32 matrix products or \'high\' for TF32 tensor cores on '
+            'CUDA')
     return value
 
 
 def apply_backend_settings(env_cfg: Optional[dict]) -> None:
     """The process-wide numeric settings of ``env_cfg``, as a run of the
     config gets them: ``cudnn_benchmark`` (which mmengine's Runner applies
-    itself) and ``float32_matmul_precision``. For tools that build a model
-    without a Runner (the benchmarks)."""
+    itself) and ``float32_matmul_precision`` (which it ignores). Called by
+    the plugin's Runner and by tools that build a model without a Runner
+    (the benchmarks)."""
     env_cfg = env_cfg or {}
     precision = matmul_precision(env_cfg)
     if precision is not None:
@@ -280,9 +282,7 @@ def _runner_class(base: type, dump_name: str, dump_in_log_dir: bool) -> type:
 
         def setup_env(self, env_cfg: dict) -> None:
             super().setup_env(env_cfg)
-            precision = matmul_precision(env_cfg)
-            if precision is not None:
-                torch.set_float32_matmul_precision(precision)
+            apply_backend_settings(env_cfg)
 
         def build_logger(self, *args, **kwargs):
             logger = super().build_logger(*args, **kwargs)
