@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 SEEDS ?= 1
-# short (8 epochs, 320 iterations) | learn (25 epochs, 1,000) | quick (smoke run)
+# short (12 epochs, 960 iterations at batch 1) | learn (25 epochs, 1,000) | quick (smoke run)
 SCHEDULE ?= short
 
 .PHONY: install test demo demo-quick ablation data clean

@@ -66,6 +66,21 @@ def test_schedule_options_apply_to_the_real_config(epochs, lr):
         assert cfg.optim_wrapper.optimizer.lr == lr
         assert cfg.param_scheduler[1].eta_min == pytest.approx(lr / 100)
     assert (cfg.custom_hooks[0].interval == 1) == (epochs == 1)
+    assert cfg.train_dataloader.batch_size == 2  # learn keeps the config's
+
+
+def test_short_schedule_trains_at_batch_one():
+    """`make demo`'s schedule sets the batch through tools/train.py's own
+    parsing; the other schedules leave the config's batch of 2."""
+    path = osp.join(REPO, demo.CONFIG.format('naive'))
+    batches = {}
+    for name in ('short', 'learn', 'quick'):
+        cfg = train.build_config(train.parse_args(
+            [path, '--cfg-options', *demo.schedule_options(demo.SCHEDULES[name])]))
+        batches[name] = cfg.train_dataloader.batch_size
+    assert batches == dict(short=1, learn=2, quick=2)
+    # evaluation keeps its own batch
+    assert cfg.val_dataloader.batch_size == 2
 
 
 def _row(m_ap, miou):
