@@ -79,10 +79,10 @@ SCHEDULES = {
         epochs=12, lr=4e-3, batch=1, world=[],
         note='12 epochs (960 iterations at batch 1, AdamW 4e-3, cosine), what '
         'fits `make demo` into 30 minutes on 2 CPU cores; at this length the '
-        'detection-only model reached 45.8 +- 0.6 mAP and the '
-        'segmentation-only model 25.7 +- 0.1 mIoU (3 and 2 seeds, H100, '
-        'docs/results.md): detection has learned, the map task is still '
-        'short of its learn-schedule figure'),
+        'detection-only model reached 45.8 +- 0.6 mAP on an H100 (3 seeds) '
+        'but 29.8 on a 2-core CPU (seed 0), and the segmentation-only model '
+        '25.6 mIoU on both (docs/results.md): the map task is short of its '
+        'learn-schedule figure; one seed\'s differences are not findings'),
     'learn': dict(
         epochs=25, lr=4e-3, batch=None, world=[],
         note='25 epochs (1,000 iterations at batch 2, AdamW 4e-3, cosine); '
