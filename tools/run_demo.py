@@ -80,7 +80,8 @@ SCHEDULES = {
         note='12 epochs (960 iterations at batch 1, AdamW 4e-3, cosine), what '
         'fits `make demo` into 30 minutes on 2 CPU cores; at this length the '
         'detection-only model reached 45.8 +- 0.6 mAP on an H100 (3 seeds) '
-        'but 29.8 on a 2-core CPU (seed 0), and the segmentation-only model '
+        'but 29.8 and 39.2 on a 2-core CPU (seeds 0, 1), and the '
+        'segmentation-only model '
         '25.6 mIoU on both (docs/results.md): the map task is short of its '
         'learn-schedule figure; one seed\'s differences are not findings'),
     'learn': dict(
