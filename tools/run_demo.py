@@ -66,9 +66,10 @@ LEARNED = dict(mAP=0.10, mIoU=0.10)
 #: Training schedules. ``epochs``/``lr``/``batch`` None: the config's (4
 #: epochs, AdamW 2e-3 with cosine decay to lr/100, batch 2). One schedule for
 #: every variant. ``short`` trains at batch 1: on 2 CPU cores a sample costs
-#: the same at batch 1 and 2, and twice the updates for the same samples
-#: took det_only from 35.6-36.4 to 45.3-46.4 mAP at 12 epochs
-#: (docs/results.md, "The demo's schedule").
+#: the same at batch 1 and 2, and on an H100 twice the updates for the same
+#: samples took det_only from 35.6-36.4 to 45.3-46.4 mAP at 12 epochs; on the
+#: CPU no gain is shown yet (29.8 and 39.2 against 33.9; docs/results.md,
+#: "The demo's schedule").
 SCHEDULES = {
     'quick': dict(
         epochs=1, lr=None, batch=None,
@@ -81,9 +82,9 @@ SCHEDULES = {
         'fits `make demo` into 30 minutes on 2 CPU cores; at this length the '
         'detection-only model reached 45.8 +- 0.6 mAP on an H100 (3 seeds) '
         'but 29.8 and 39.2 on a 2-core CPU (seeds 0, 1), and the '
-        'segmentation-only model '
-        '25.6 mIoU on both (docs/results.md): the map task is short of its '
-        'learn-schedule figure; one seed\'s differences are not findings'),
+        'segmentation-only model 25.6 mIoU on both (docs/results.md): the '
+        'map task is short of its learn-schedule figure; one seed\'s '
+        'differences are not findings'),
     'learn': dict(
         epochs=25, lr=4e-3, batch=None, world=[],
         note='25 epochs (1,000 iterations at batch 2, AdamW 4e-3, cosine); '
@@ -249,12 +250,12 @@ def step_ratios(work: str) -> Dict[str, float]:
 
 
 def schedule_options(schedule: dict) -> List[str]:
-    """``--cfg-options`` of a schedule: epochs (the cosine decay follows),
-    learning rate, checkpoint and statistics intervals."""
+    """``--cfg-options`` of a schedule: batch size, epochs (the cosine decay
+    follows), learning rate, checkpoint and statistics intervals."""
     opts = ['train_cfg.val_interval=1000000']  # evaluated once, by test.py
-    epochs, lr = schedule['epochs'], schedule['lr']
-    if schedule.get('batch') is not None:
-        opts.append(f'train_dataloader.batch_size={schedule["batch"]}')
+    epochs, lr, batch = schedule['epochs'], schedule['lr'], schedule['batch']
+    if batch is not None:
+        opts.append(f'train_dataloader.batch_size={batch}')
     if epochs is not None:
         opts += [f'train_cfg.max_epochs={epochs}', f'param_scheduler.1.end={epochs}',
                  f'param_scheduler.1.T_max={epochs}',
