@@ -29,6 +29,37 @@ def sigmoid_focal_loss(logits: Tensor, targets: Tensor, gamma: float = 2.0,
     return loss
 
 
+def soft_dice_loss(logits: Tensor, targets: Tensor,
+                   smooth: float = 1.0) -> Tensor:
+    """Per-class soft Dice loss on logits (Milletari et al., V-Net, 3DV 2016).
+
+    With sigmoid probabilities :math:`p` and binary targets :math:`t`
+    summed over the batch and the cells of class :math:`k`,
+
+    .. math::
+        L_k = 1 - \\frac{2 \\sum p t + s}{\\sum p + \\sum t + s}.
+
+    It is a smooth surrogate of :math:`1 - \\mathrm{IoU}`-like overlap, so
+    every class counts alike however few cells it covers: a thin class
+    (dividers, stop lines) that the per-cell focal loss sees as a handful of
+    cells among thousands gets as much of the loss as the drivable area.
+    The smoothing ``s`` keeps the loss and its gradient finite where a class
+    is absent from the batch (then it pushes the probabilities to 0).
+
+    Args:
+        logits, targets: (B, K, X, Y); targets in {0, 1}.
+        smooth: additive smoothing ``s`` (in cells).
+
+    Returns:
+        (K,) loss per class, each in [0, 1).
+    """
+    prob = logits.sigmoid()
+    dims = (0, 2, 3)
+    overlap = (prob * targets).sum(dims)
+    total = prob.sum(dims) + targets.sum(dims)
+    return 1 - (2 * overlap + smooth) / (total + smooth)
+
+
 @MODELS.register_module()
 class BEVSegHead(BaseModule):
     """Resample the shared BEV feature to the map grid and classify cells.
@@ -38,7 +69,8 @@ class BEVSegHead(BaseModule):
     one logit per map class. The loss is a per-class sigmoid focal loss
     averaged over cells and summed over classes; predictions are sigmoid
     probabilities. The lightweight variant is the same head with a smaller
-    ``mid_channels``.
+    ``mid_channels``. With ``dice_weight > 0`` a per-class soft Dice loss
+    (:func:`soft_dice_loss`, summed over classes) is added as ``loss_dice``.
 
     Args:
         in_channels: channels of the shared BEV feature.
@@ -48,7 +80,8 @@ class BEVSegHead(BaseModule):
         output_bounds: same for the map grid.
         mid_channels: channels of the two 3x3 convs (``in_channels`` if None).
         gamma, alpha: focal loss parameters.
-        loss_weight: multiplies the loss.
+        loss_weight: multiplies the focal loss.
+        dice_weight: multiplies the Dice loss (0: off, the paper's head).
     """
 
     def __init__(self,
@@ -60,11 +93,16 @@ class BEVSegHead(BaseModule):
                  gamma: float = 2.0,
                  alpha: float = -1.0,
                  loss_weight: float = 1.0,
+                 dice_weight: float = 0.0,
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.in_channels = in_channels
         self.classes = tuple(classes)
         self.gamma, self.alpha, self.loss_weight = gamma, alpha, loss_weight
+        if dice_weight < 0:
+            raise ValueError('BEVSegHead: dice_weight must be >= 0 (0 turns '
+                             f'the Dice loss off), got {dice_weight}')
+        self.dice_weight = dice_weight
         self.output_shape = tuple(bins_from_bound(b) for b in output_bounds)
         self.input_grid = tuple(bins_from_bound(b) for b in input_bounds)
         self.register_buffer(
@@ -119,10 +157,14 @@ class BEVSegHead(BaseModule):
                 f'seg head predicts {tuple(logits.shape[1:])}; make the '
                 'dataset map grid/classes equal seg_head.output_bounds/'
                 'classes.')
-        loss = sigmoid_focal_loss(logits.float(), target.float(), self.gamma,
-                                  self.alpha)
-        return dict(loss_focal=loss.mean(dim=(0, 2, 3)).sum() *
-                    self.loss_weight)
+        logits, target = logits.float(), target.float()
+        loss = sigmoid_focal_loss(logits, target, self.gamma, self.alpha)
+        losses = dict(loss_focal=loss.mean(dim=(0, 2, 3)).sum() *
+                      self.loss_weight)
+        if self.dice_weight > 0:
+            losses['loss_dice'] = soft_dice_loss(
+                logits, target).sum() * self.dice_weight
+        return losses
 
     def predict(self, x: Tensor, data_samples: List) -> List[Tensor]:
         """List of (num_classes, X_out, Y_out) probabilities, one a sample."""

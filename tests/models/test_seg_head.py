@@ -1,0 +1,91 @@
+"""The BEV map head's losses: the focal loss it always has and the optional
+soft Dice term (``dice_weight``)."""
+import pytest
+import torch
+from mmengine.structures import BaseDataElement
+
+from fuller.models.heads.seg_head import (BEVSegHead, sigmoid_focal_loss,
+                                          soft_dice_loss)
+
+BOUNDS = [[-4.0, 4.0, 1.0], [-4.0, 4.0, 1.0]]  # 8 x 8 cells in and out
+
+
+def _targets() -> torch.Tensor:
+    """(2, 3, 8, 8): a large class, a one-cell-wide line, an absent class."""
+    t = torch.zeros(2, 3, 8, 8)
+    t[:, 0, :5] = 1
+    t[0, 1, :, 3] = 1
+    t[1, 1, 6] = 1
+    return t
+
+
+def test_dice_is_zero_for_a_perfect_and_near_one_for_an_inverted_map():
+    t = _targets()
+    perfect = soft_dice_loss(torch.where(t > 0, 30.0, -30.0), t)
+    inverted = soft_dice_loss(torch.where(t > 0, -30.0, 30.0), t)
+    # present classes: exactly 0 and close to 1; the absent class is 0 when
+    # nothing is predicted and close to 1 when everything is
+    assert perfect.shape == (3, )
+    assert torch.allclose(perfect, torch.zeros(3), atol=1e-6)
+    assert (inverted > 0.98).all(), inverted
+
+
+def test_dice_weighs_a_thin_class_like_a_large_one():
+    """Missing the whole one-cell line costs as much Dice as missing the
+    whole large class, while the per-cell focal loss barely sees the line."""
+    t = _targets()
+    logits = torch.where(t > 0, 30.0, -30.0)
+    miss_line, miss_large = logits.clone(), logits.clone()
+    miss_line[:, 1] = -30.0
+    miss_large[:, 0] = -30.0
+    line, large = soft_dice_loss(miss_line, t), soft_dice_loss(miss_large, t)
+    assert float(line[1]) == pytest.approx(float(large[0]), abs=0.05)
+    assert line[1] > 0.9  # 1 - 1 / 17: the smoothing of one cell
+
+    def focal(logits):
+        return sigmoid_focal_loss(logits, t).mean(dim=(0, 2, 3))
+
+    # 16 line cells against 80 large-class cells: a fifth of the focal loss
+    ratio = float(focal(miss_line)[1] / focal(miss_large)[0])
+    assert ratio == pytest.approx(16 / 80, rel=0.01)
+
+
+def test_dice_gradient_is_finite_and_pushes_an_absent_class_down():
+    t = _targets()
+    logits = torch.zeros_like(t, requires_grad=True)
+    soft_dice_loss(logits, t).sum().backward()
+    assert torch.isfinite(logits.grad).all()
+    # absent class: every probability is pushed towards 0
+    assert (logits.grad[:, 2] > 0).all()
+    # present class: its cells pushed up, the others down
+    assert (logits.grad[:, 0][t[:, 0] > 0] < 0).all()
+    assert (logits.grad[:, 0][t[:, 0] == 0] > 0).all()
+
+
+def _samples(t: torch.Tensor):
+    return [BaseDataElement(gt_masks_bev=m.numpy()) for m in t]
+
+
+@pytest.mark.parametrize('dice_weight', [0.0, 2.0])
+def test_head_adds_a_weighted_dice_term_only_when_asked(dice_weight):
+    torch.manual_seed(0)
+    head = BEVSegHead(in_channels=4, classes=['a', 'b', 'c'],
+                      input_bounds=BOUNDS, output_bounds=BOUNDS,
+                      mid_channels=4, dice_weight=dice_weight)
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    t = _targets()
+    losses = head.loss(x, _samples(t))
+    if dice_weight == 0:
+        assert set(losses) == {'loss_focal'}
+        return
+    assert set(losses) == {'loss_focal', 'loss_dice'}
+    expected = soft_dice_loss(head(x), t).sum() * dice_weight
+    assert torch.allclose(losses['loss_dice'], expected)
+    sum(losses.values()).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_negative_dice_weight_is_refused():
+    with pytest.raises(ValueError, match='dice_weight must be >= 0'):
+        BEVSegHead(in_channels=4, classes=['a'], input_bounds=BOUNDS,
+                   output_bounds=BOUNDS, dice_weight=-1.0)
