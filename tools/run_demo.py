@@ -68,8 +68,8 @@ LEARNED = dict(mAP=0.10, mIoU=0.10)
 #: every variant. ``short`` trains at batch 1: on 2 CPU cores a sample costs
 #: the same at batch 1 and 2, and on an H100 twice the updates for the same
 #: samples took det_only from 35.6-36.4 to 45.3-46.4 mAP at 12 epochs; on the
-#: CPU the three seeds scatter (29.8, 39.2, 45.1 against 33.9 at batch 2;
-#: docs/results.md, "The demo's schedule" and the section above it).
+#: CPU five seeds scatter (29.8 to 48.5, mean 40.6; batch 2: 33.9;
+#: docs/results.md, "Five CPU seeds of det_only").
 SCHEDULES = {
     'quick': dict(
         epochs=1, lr=None, batch=None,
@@ -81,8 +81,8 @@ SCHEDULES = {
         note='12 epochs (960 iterations at batch 1, AdamW 4e-3, cosine), what '
         'fitted `make demo` into 30 minutes on one 2-core CPU (another 2-core '
         'machine is 1.6x slower); at this length the detection-only model '
-        'reached 45.8 +- 0.6 mAP on an H100 and 38.0 +- 7.7 on a 2-core CPU '
-        '(3 seeds each), and the segmentation-only model 25.6 mIoU on both '
+        'reached 45.8 +- 0.6 mAP on an H100 (3 seeds) and 40.6 +- 7.1 on a '
+        '2-core CPU (5 seeds), and the segmentation-only model 25.6 mIoU on both '
         '(docs/results.md): the map task is short of its learn-schedule '
         'figure; one seed\'s differences are not findings'),
     'learn': dict(
