@@ -39,7 +39,7 @@ def soft_dice_loss(logits: Tensor, targets: Tensor,
     .. math::
         L_k = 1 - \\frac{2 \\sum p t + s}{\\sum p + \\sum t + s}.
 
-    It is a smooth surrogate of :math:`1 - \\mathrm{IoU}`-like overlap, so
+    It is one minus a soft overlap score (Dice, a close relative of IoU), so
     every class counts alike however few cells it covers: a thin class
     (dividers, stop lines) that the per-cell focal loss sees as a handful of
     cells among thousands gets as much of the loss as the drivable area.
