@@ -82,8 +82,8 @@ SCHEDULES = {
         'fitted `make demo` into 30 minutes on one 2-core CPU (another 2-core '
         'machine is 1.6x slower); at this length the detection-only model '
         'reached 45.8 +- 0.6 mAP on an H100 (3 seeds) and 40.6 +- 7.1 on a '
-        '2-core CPU (5 seeds), and the segmentation-only model 25.6 mIoU on both '
-        '(docs/results.md): the map task is short of its learn-schedule '
+        '2-core CPU (5 seeds), and the segmentation-only model 25.6 mIoU on '
+        'both (docs/results.md): the map task is short of its learn-schedule '
         'figure; one seed\'s differences are not findings'),
     'learn': dict(
         epochs=25, lr=4e-3, batch=None, world=[],
