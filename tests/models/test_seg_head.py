@@ -89,3 +89,20 @@ def test_negative_dice_weight_is_refused():
     with pytest.raises(ValueError, match='dice_weight must be >= 0'):
         BEVSegHead(in_channels=4, classes=['a'], input_bounds=BOUNDS,
                    output_bounds=BOUNDS, dice_weight=-1.0)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_dice_term_is_float32_under_cpu_autocast(dtype):
+    """The twin of a CUDA AMP run: the Dice sums (over every cell of the
+    batch) are taken in float32, so they match the float32 loss."""
+    torch.manual_seed(0)
+    head = BEVSegHead(in_channels=4, classes=['a', 'b', 'c'],
+                      input_bounds=BOUNDS, output_bounds=BOUNDS,
+                      mid_channels=4, dice_weight=1.0)
+    x = torch.randn(2, 4, 8, 8)
+    samples = _samples(_targets())
+    reference = head.loss(x, samples)['loss_dice']
+    with torch.autocast('cpu', dtype=dtype):
+        loss = head.loss(x, samples)['loss_dice']
+    assert loss.dtype == torch.float32
+    assert torch.allclose(loss, reference, rtol=0.02)
