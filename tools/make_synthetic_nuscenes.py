@@ -16,7 +16,8 @@ import os
 import os.path as osp
 import sys
 
-from fuller.datasets.synthetic import DEFAULT_SET, SyntheticNuScenes
+from fuller.datasets.synthetic import (DEFAULT_SET, SENSOR_PROFILES,
+                                       SyntheticNuScenes)
 
 
 def parse_args(argv=None):
@@ -41,6 +42,10 @@ def parse_args(argv=None):
                    help='12 Hz camera sweeps before every key frame')
     p.add_argument('--azimuths', type=int, default=1024,
                    help='LiDAR columns per revolution (32 rings)')
+    p.add_argument('--sensor-profile', default='v2',
+                   choices=sorted(SENSOR_PROFILES),
+                   help='what each sensor sees how well (docs/data.md, '
+                   '"Sensor profiles"); v2: the earlier bed')
     p.add_argument('--quiet', action='store_true')
     p.add_argument('--overwrite', action='store_true',
                    help='write into an --out folder that is not empty '
@@ -61,7 +66,9 @@ def main(argv=None):
                                 seed=a.seed, image_size=tuple(a.image_size),
                                 lidar_sweeps=a.lidar_sweeps,
                                 camera_sweeps=a.camera_sweeps,
-                                azimuths=a.azimuths, verbose=not a.quiet)
+                                azimuths=a.azimuths,
+                                sensor_profile=a.sensor_profile,
+                                verbose=not a.quiet)
     except ValueError as err:
         sys.exit(f'tools/make_synthetic_nuscenes.py: error: {err}')
     summary = gen.run()

@@ -41,18 +41,29 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Tuple
+
+from fuller.experiments.processes import (STOP, Interrupted, RunFailed, log,
+                                          on_stop_signal, run_tool)
+from fuller.experiments.reliance import (RELIANCE_COLUMNS, TASK_METRICS,
+                                         fused_config, probe_rows,
+                                         sensor_drop_rows, summarise)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: The demo's six variants: single-task baselines, naive MTL, each level, both.
 VARIANTS = ['det_only', 'seg_only', 'naive', 'inter', 'intra', 'fuller']
-#: The paper's IMTL-G (with EqualNorm, and alone), and FULLER with other
-#: inter-level calibrators that keep detection's step size
+#: The modality-reliance references and baselines: each sensor alone, the
+#: paper's IMTL-G with EqualNorm, train-time modality dropout (alone and
+#: with the task level).
+RELIANCE_VARIANTS = ['camera_only', 'lidar_only', 'fuller_imtlg', 'dropout',
+                     'dropout_inter']
+ABLATION_VARIANTS = VARIANTS + RELIANCE_VARIANTS
+#: Further inter-level calibrators, on request (--variants): IMTL-G alone,
+#: and FULLER with calibrators that keep detection's step size
 #: (configs/fuller/fuller_cpu_<name>.py; docs/calibration.md).
-CALIBRATOR_VARIANTS = ['fuller_imtlg', 'inter_imtlg', 'fuller_imtlg_sum',
-                       'fuller_imtlg_max', 'fuller_mgda_sum', 'fuller_dbmtl',
-                       'fuller_aligned_rmse']
-ABLATION_VARIANTS = VARIANTS + CALIBRATOR_VARIANTS
+CALIBRATOR_VARIANTS = ['inter_imtlg', 'fuller_imtlg_sum', 'fuller_imtlg_max',
+                       'fuller_mgda_sum', 'fuller_dbmtl', 'fuller_aligned_rmse']
+ALL_VARIANTS = ABLATION_VARIANTS + CALIBRATOR_VARIANTS
 BASELINE = 'naive'
 CONFIG = 'configs/fuller/fuller_cpu_{}.py'
 SYNTH_ROOT = 'data/nuscenes-synth'
@@ -94,78 +105,10 @@ SCHEDULES = {
 }
 
 
-def log(msg: str) -> None:
-    # one write per line: print() writes the text and the newline apart,
-    # so lines of runs logged at once from --jobs threads ran together
-    sys.stdout.write(f'[demo {time.strftime("%H:%M:%S")}] {msg}\n')
-    sys.stdout.flush()
-
-
-class RunFailed(Exception):
-    """A tool exited non-zero; the message names the command and its log."""
-
-
-class Interrupted(Exception):
-    """The user stopped the demo (SIGINT / SIGTERM)."""
-
-
-#: Set by a stop signal: no tool starts after it.
-STOP = threading.Event()
-_running: Set[subprocess.Popen] = set()
-_running_lock = threading.Lock()
-
-
-def _signal_running(signum: int) -> None:
-    with _running_lock:
-        procs = list(_running)
-    for proc in procs:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signum)
-
-
-def _on_stop_signal(signum: int, _frame) -> None:
-    """Ctrl-C / SIGTERM: stop starting runs and hand the signal once to each
-    running tool. The tools run in their own sessions, so a terminal's
-    Ctrl-C reaches them only through here: exactly once per Ctrl-C, which
-    tools/train.py takes as "save and stop" (twice: "stop now")."""
-    if not STOP.is_set():
-        log(f'{signal.Signals(signum).name}: stopping; the running tools save '
-            'their state (Ctrl-C again to stop them at once)')
-    STOP.set()
-    # a closed terminal (SIGHUP) stops them as SIGTERM does: saving first
-    _signal_running(signal.SIGTERM if signum == signal.SIGHUP else signum)
-
-
 def run(cmd: List[str], log_file: Optional[str] = None,
         env: Optional[dict] = None) -> None:
-    """Run a tool from the repo root; on failure raise RunFailed with the
-    log's tail, when the demo is being stopped raise Interrupted."""
-    if STOP.is_set():
-        raise Interrupted(' '.join(cmd))
-    env = dict(env or os.environ)
-    env.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
-    with (open(log_file, 'a') if log_file else contextlib.nullcontext()) as f:
-        out = dict(stdout=f, stderr=subprocess.STDOUT) if f else {}
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env,
-                                start_new_session=True, **out)
-        with _running_lock:
-            _running.add(proc)
-        if STOP.is_set():  # the signal came while it was starting
-            _signal_running(signal.SIGINT)
-        try:
-            proc.wait()
-        finally:
-            with _running_lock:
-                _running.discard(proc)
-    if STOP.is_set():
-        raise Interrupted(' '.join(cmd))
-    if proc.returncode != 0:
-        tail = ''
-        if log_file:
-            with open(log_file) as f:
-                tail = ''.join(f.readlines()[-30:])
-        raise RunFailed(f'{tail}\n[demo] failed: {" ".join(cmd)}'
-                        + (f' (full log: {log_file})' if log_file else ''))
+    """Run a tool from the repo root (:func:`run_tool`)."""
+    run_tool(cmd, REPO, log_file, env)
 
 
 def dataset_version(root: str) -> Optional[str]:
@@ -204,28 +147,6 @@ def prepare_data(root: str, world: List[str]) -> None:
         log(f'building info files for {root}')
         run([py, 'tools/create_data.py', 'nuscenes', '--root-path', root,
              '--version', dataset_version(root)])
-
-
-def _find(metrics: Dict[str, float], suffix: str) -> Optional[float]:
-    for key, value in metrics.items():
-        if key == suffix or key.endswith('/' + suffix):
-            return value
-    return None
-
-
-def summarise(metrics: Dict[str, float]) -> Dict[str, float]:
-    """Pick the demo's columns out of the evaluators' metric names."""
-    row = {'mAP': _find(metrics, 'mAP'), 'NDS': _find(metrics, 'NDS'),
-           'mIoU': _find(metrics, 'mIoU')}
-    for key, value in metrics.items():
-        name = key.rsplit('/', 1)[-1]
-        if name.startswith('IoU.') and '@' not in name:
-            row[name] = value
-    for err in ('mATE', 'mASE', 'mAOE', 'mAVE', 'mAAE'):
-        value = _find(metrics, err)
-        if value is not None:
-            row[err] = value
-    return row
 
 
 def step_ratios(work: str) -> Dict[str, float]:
@@ -300,15 +221,39 @@ NOT_RUN = {'not_run': True}
 
 
 def train_and_test(variant: str, seed: int, out: str, root: str,
-                   schedule: dict, env: dict) -> Dict[str, float]:
+                   schedule: dict, env: dict,
+                   probe: bool = False) -> Dict[str, float]:
+    """Train and test one run (reused when finished); for a camera + LiDAR
+    model add the sensor-drop columns and, with ``probe``, the unimodal
+    probes' (each resumable on its own)."""
     work = osp.join(out, f'seed{seed}', variant)
+    cfg = osp.join(REPO, CONFIG.format(variant))
+    options = ['--data-root', root]
     row = finished_run(work)
     if row is not None:
         log(f'{variant} seed {seed}: reusing {work}/metrics.json')
-        return row
+    else:
+        row = _train_and_test(variant, seed, work, cfg, options, schedule, env)
+    if fused_config(cfg):
+        ckpt = _last_checkpoint(work)
+        log(f'{variant} seed {seed}: evaluating with each sensor dropped')
+        row.update(sensor_drop_rows(cfg, ckpt, work, options, run, env))
+        if probe:
+            log(f'{variant} seed {seed}: unimodal probes')
+            row.update(probe_rows(ckpt, work, seed, options,
+                                  schedule_options(schedule), run, env))
+    return row
+
+
+def _last_checkpoint(work: str) -> str:
+    with open(osp.join(work, 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
+def _train_and_test(variant: str, seed: int, work: str, cfg: str,
+                    options: List[str], schedule: dict,
+                    env: dict) -> Dict[str, float]:
     os.makedirs(work, exist_ok=True)
-    cfg = osp.join(REPO, CONFIG.format(variant))
-    options = ['--data-root', root]
     train_log = osp.join(work, 'train.log')
     cmd = [sys.executable, 'tools/train.py', cfg, '--work-dir', work,
            '--seed', str(seed), *options, '--cfg-options', *schedule_options(schedule)]
@@ -318,12 +263,11 @@ def train_and_test(variant: str, seed: int, out: str, root: str,
     log(f'{variant} seed {seed}: training (log: {train_log})')
     run(cmd, train_log, env)
     train_time = time.time() - t0
-    with open(osp.join(work, 'last_checkpoint')) as f:
-        ckpt = f.read().strip()
+    ckpt = _last_checkpoint(work)
     raw_file = osp.join(work, 'test_metrics.json')
     log(f'{variant} seed {seed}: evaluating {osp.basename(ckpt)}')
     run([sys.executable, 'tools/test.py', cfg, ckpt, '--work-dir', work,
-         '--out', raw_file, *options], osp.join(work, 'test.log'), env)
+         '--metrics-out', raw_file, *options], osp.join(work, 'test.log'), env)
     with open(raw_file) as f:
         raw = json.load(f)['metrics']
     row = summarise(raw)
@@ -405,8 +349,13 @@ def render_markdown(table: Dict[str, Dict[str, dict]], seeds: List[int],
     # Map classes in the metric's order (the first variant that has them).
     iou_cols = list(dict.fromkeys(k for cols in table.values() for k in cols
                                   if k.startswith('IoU.')))
+    # the modality-reliance columns some run has (sensor drops, probes)
+    reliance = [(p, h) for p, h in RELIANCE_COLUMNS
+                if any(f'{p}.{m}' in cols for cols in table.values()
+                       for m in TASK_METRICS)]
     head = ['variant', 'mAP', 'NDS', 'mIoU', 'mAOE', 'mAVE'] + [
         f'IoU {k[4:]}' for k in iou_cols] + [
+        f'{h} (mAP / mIoU)' for _, h in reliance] + [
         'step kept det / seg', 'train time (s)', f'Δ vs {BASELINE} (mAP / NDS / mIoU)',
         'bar (mAP ≥ naive−1, mIoU ≥ naive+5)']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
@@ -423,6 +372,8 @@ def render_markdown(table: Dict[str, Dict[str, dict]], seeds: List[int],
         cells = [name] + [_fmt(cols.get(k)) for k in ('mAP', 'NDS', 'mIoU')]
         cells += [_fmt(cols.get(k), scale=1.0, digits=2) for k in ('mAOE', 'mAVE')]
         cells += [_fmt(cols.get(k)) for k in iou_cols]
+        cells += [' / '.join(_fmt(cols.get(f'{p}.{m}')) for m in TASK_METRICS)
+                  for p, _ in reliance]
         cells += [' / '.join(_fmt(cols.get(f'{t}_step'), scale=1.0, digits=2)
                              for t in ('det', 'seg'))]
         cells += [_fmt_times(cols), ' / '.join(deltas),
@@ -435,7 +386,13 @@ def render_markdown(table: Dict[str, Dict[str, dict]], seeds: List[int],
                                'training of |a_t g_t| / |g_t|: how much of each task\'s gradient '
                                'into the shared backbone the calibration let through (1 = all; '
                                'seed 0\'s curves: plots/task_grad_norms.png). Δ is the change of '
-                               'the mean against the naive multi-task run.\n')
+                               'the mean against the naive multi-task run.'
+                               + (' "LiDAR dropped": evaluated with the LiDAR absent '
+                                  '(its branch off, zeros at the fuser; tools/test.py '
+                                  '--drop-modality), so what the network does with the '
+                                  'camera alone, and the other way round; a "probe" '
+                                  'trains fresh heads on the frozen branch: what the '
+                                  'branch learned.' if reliance else '') + '\n')
     if per_seed and len(seeds) > 1:
         text += '\nEvery run (mAP / NDS / mIoU in %):\n\n'
         # a seed whose runs all share one device names it in the header,
@@ -497,7 +454,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--data-root', default=None,
                         help=f'synthetic set to use or create (default {SYNTH_ROOT}, '
                         f'{QUICK_ROOT} with --quick)')
-    parser.add_argument('--variants', nargs='+', default=None, choices=ABLATION_VARIANTS)
+    parser.add_argument('--variants', nargs='+', default=None, choices=ALL_VARIANTS)
+    parser.add_argument('--probe', action=argparse.BooleanOptionalAction, default=None,
+                        help='train the unimodal probes of every camera + LiDAR run '
+                        '(its frozen camera / LiDAR branch under fresh heads, the '
+                        "run's schedule; default: on with --ablation)")
     parser.add_argument('--jobs', type=int, default=None,
                         help='runs trained at once (default: 8 on a GPU '
                         'machine, else 2 where there are 2 or more cores)')
@@ -527,13 +488,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error(f'--lr must be > 0, got {args.lr}')
     if args.variants is None:
         args.variants = ABLATION_VARIANTS if args.ablation else VARIANTS
+    if args.probe is None:
+        args.probe = args.ablation
     return args
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     STOP.clear()
-    handlers = {signum: signal.signal(signum, _on_stop_signal)
+    handlers = {signum: signal.signal(signum, on_stop_signal)
                 for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         _main(args)
@@ -589,7 +552,7 @@ def _main(args: argparse.Namespace) -> None:
         log(f'{jobs} run(s) at once')
         if jobs > 1:  # each run's torch gets its share of the cores
             env['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // jobs))
-        rows = train_all(runs, jobs, out, root, schedule, env, failures)
+        rows = train_all(runs, jobs, out, root, schedule, env, failures, args.probe)
         if STOP.is_set():  # the table of a stopped demo would be half empty
             return
     per_seed: Dict[str, List[Optional[Dict[str, float]]]] = {v: [] for v in args.variants}
@@ -600,7 +563,7 @@ def _main(args: argparse.Namespace) -> None:
 
 
 def train_all(runs: List[Tuple[int, str]], jobs: int, out: str, root: str,
-              schedule: dict, env: dict, failures: List[str]
+              schedule: dict, env: dict, failures: List[str], probe: bool = False
               ) -> List[Optional[Dict[str, float]]]:
     """Train and test every (seed, variant) run, ``jobs`` at a time; their
     rows in ``runs`` order (None: failed, its line added to ``failures``;
@@ -612,7 +575,7 @@ def train_all(runs: List[Tuple[int, str]], jobs: int, out: str, root: str,
             return None
         log(f'run {k + 1}/{len(runs)}')
         try:
-            return train_and_test(variant, seed, out, root, schedule, env)
+            return train_and_test(variant, seed, out, root, schedule, env, probe)
         except Interrupted:
             return None
         except RunFailed as err:

@@ -1,11 +1,16 @@
 """Evaluate a FULLER-3D checkpoint: nuScenes mAP/NDS and BEV map mIoU.
 
-    python tools/test.py CONFIG CKPT [--work-dir DIR] [--out metrics.json]
+    python tools/test.py CONFIG CKPT [--work-dir DIR] [--out PRED.pkl]
+                         [--metrics-out metrics.json]
+                         [--drop-modality {camera,lidar}]
                          [--allow-partial] [--validate-only]
                          [--launcher {none,pytorch,slurm}] [--cfg-options ...]
 
 The metrics are printed and saved as JSON (default:
 ``<work_dir>/metrics_<timestamp>.json``; earlier files are never overwritten).
+``--out`` dumps the predictions as mmdet's test.py does (mmengine's
+DumpResults). ``--drop-modality`` evaluates a camera + LiDAR model with one
+sensor absent: that branch does not run and the fuser gets zeros instead.
 """
 import argparse
 import json
@@ -17,8 +22,9 @@ from typing import List, Optional
 import fuller  # noqa: F401 (registers the plugin)
 from fuller.engine.preflight import fail, validate_test
 from fuller.engine.runner_setup import (DictAction, UserInputError,
-                                        build_runner, configure_launcher,
-                                        default_work_dir, load_config,
+                                        add_prediction_dump, build_runner,
+                                        configure_launcher, default_work_dir,
+                                        drop_modality, load_config,
                                         process_group_closed_at_end,
                                         set_data_root)
 
@@ -30,7 +36,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('checkpoint', help='checkpoint file (.pth)')
     parser.add_argument('--work-dir', help='where logs and the metrics JSON go '
                         '(default: work_dirs/<config name>)')
-    parser.add_argument('--out', help='path of the metrics JSON file')
+    parser.add_argument('--out', metavar='PRED.pkl',
+                        help='dump the predictions of every sample to this '
+                        'pickle file (.pkl / .pickle)')
+    parser.add_argument('--metrics-out', metavar='FILE.json',
+                        help='path of the metrics JSON file (default: '
+                        '<work_dir>/metrics_<timestamp>.json)')
+    parser.add_argument('--drop-modality', choices=['camera', 'lidar'],
+                        help='evaluate with this sensor absent: its branch '
+                        'does not run and the fuser receives zeros in its '
+                        'place (both tasks are evaluated)')
     parser.add_argument('--data-root', metavar='DIR',
                         help='use the data in DIR: replaces every data_root of the '
                         'config (datasets, map loading, evaluators)')
@@ -71,10 +86,16 @@ def main(argv: Optional[List[str]] = None) -> dict:
         cfg.work_dir = args.work_dir or cfg.get('work_dir') or default_work_dir(args.config)
         cfg.load_from = args.checkpoint
         cfg.resume = False
-        if args.out and osp.exists(args.out):
-            raise UserInputError(f'--out {args.out} already exists: choose '
-                                 'another file name (results are never '
-                                 'overwritten)')
+        for flag, path in (('--out', args.out),
+                           ('--metrics-out', args.metrics_out)):
+            if path and osp.exists(path):
+                raise UserInputError(f'{flag} {path} already exists: choose '
+                                     'another file name (results are never '
+                                     'overwritten)')
+        if args.out:
+            add_prediction_dump(cfg, args.out)
+        if args.drop_modality:
+            drop_modality(cfg, args.drop_modality)
         partial_note = validate_test(cfg, args.checkpoint, args.launcher,
                                      allow_partial=args.allow_partial,
                                      check_env=not args.validate_only)
@@ -95,11 +116,14 @@ def main(argv: Optional[List[str]] = None) -> dict:
         timestamp, logger = runner.timestamp, runner.logger
         del runner  # freed before the process group closes
     if main_process:
-        out = args.out or osp.join(cfg.work_dir, f'metrics_{timestamp}.json')
+        out = args.metrics_out or osp.join(cfg.work_dir,
+                                           f'metrics_{timestamp}.json')
         os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
         with open(out, 'x') as f:
             json.dump(dict(config=args.config, checkpoint=args.checkpoint,
-                           partial_load=partial_note, metrics=metrics), f,
+                           partial_load=partial_note,
+                           drop_modality=args.drop_modality,
+                           predictions=args.out, metrics=metrics), f,
                       indent=2)
         logger.info(f'metrics saved to {out}')
     return metrics

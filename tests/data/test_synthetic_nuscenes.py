@@ -455,3 +455,35 @@ def test_split_sizes_and_versions(tmp_path):
     assert len(names & set(splits.val)) == 3
     gt = load_gt(nusc, 'val', DetectionBox, verbose=False)
     assert len(gt.sample_tokens) == 6
+
+
+def test_sensor_profiles_change_only_the_lidar_map_cue():
+    """The ``nuscenes`` profile keeps every LiDAR point where ``v2`` puts it
+    but makes road surfaces harder to tell apart by intensity: the gap
+    between asphalt and terrain, in units of the within-class spread, is
+    smaller; both generators raise one clear error for an unknown name."""
+    from fuller.datasets.synthetic import SENSOR_PROFILES, SyntheticNuScenes
+    from fuller.datasets.synthetic.sensors import pose_matrix, scan_lidar
+    from fuller.datasets.synthetic.world import LOCATIONS, World, yaw_matrix
+    world = World(LOCATIONS[0], 0)
+    x0, y0, x1, y1 = world.bounds
+    pose = pose_matrix(yaw_matrix(0.3), np.array([(x0 + x1) / 2, (y0 + y1) / 2, 1.84]))
+    car = np.array([[pose[0, 3] + 15.0, pose[1, 3], 0.8, 4.0, 2.0, 1.6, 0.0]])
+    scans = {name: scan_lidar(world, pose, car, np.array([10.0]),
+                              np.random.default_rng(5), azimuths=512, profile=profile)
+             for name, profile in SENSOR_PROFILES.items()}
+    (v2, target), (nus, _) = scans['v2'], scans['nuscenes']
+    np.testing.assert_array_equal(v2[:, :3], nus[:, :3])
+    v2, nus = v2[target < 0], nus[target < 0]  # the ground
+
+    def separation(points):
+        xy = (points[:, :3] @ pose[:3, :3].T + pose[:3, 3])[:, :2]
+        cls = world.ground_class(xy)
+        asphalt, terrain = points[cls == 3, 3], points[cls == 0, 3]
+        assert len(asphalt) > 200 and len(terrain) > 200
+        return (terrain.mean() - asphalt.mean()) / np.sqrt(
+            (terrain.var() + asphalt.var()) / 2)
+
+    assert separation(v2) > 1.0 > 0.5 > separation(nus)
+    with pytest.raises(ValueError, match='unknown sensor profile'):
+        SyntheticNuScenes('/nonexistent', num_scenes=2, sensor_profile='radar')

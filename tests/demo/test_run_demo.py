@@ -153,7 +153,7 @@ def test_jobs_train_runs_at_once_and_keep_every_row_in_place(
     barrier = threading.Barrier(3, timeout=120)
     seen_env = []
 
-    def fake_run(variant, seed, out, root, schedule, env):
+    def fake_run(variant, seed, out, root, schedule, env, probe=False):
         seen_env.append(env['OMP_NUM_THREADS'])
         if seed == 0:
             barrier.wait()  # the three seed-0 runs start together
@@ -214,7 +214,7 @@ def test_a_stop_signal_stops_the_demo_and_hands_each_running_tool_one(
     tool.write_text(_TOOL)
     started = []
 
-    def tool_run(variant, seed, out, root, schedule, env):
+    def tool_run(variant, seed, out, root, schedule, env, probe=False):
         started.append(variant)
         marker = str(tmp_path / variant)
         demo.run([sys.executable, str(tool), marker], marker + '.log', env)

@@ -232,13 +232,30 @@ def test_unreadable_checkpoint(tmp_path, root, content):
     assert f'cannot read checkpoint {ckpt}' in message
 
 
-def test_out_file_is_never_overwritten(tmp_path, root, checkpoints):
-    out = tmp_path / 'metrics.json'
+@pytest.mark.parametrize('flag,name', [('--metrics-out', 'metrics.json'),
+                                       ('--out', 'pred.pkl')])
+def test_out_file_is_never_overwritten(tmp_path, root, checkpoints, flag, name):
+    out = tmp_path / name
     out.write_text('{"mine": 1}')
-    message = _error(test_tool, [FULLER, checkpoints['fuller'], '--out', out,
+    message = _error(test_tool, [FULLER, checkpoints['fuller'], flag, out,
                                  '--data-root', root])
-    assert f'--out {out} already exists' in message
+    assert f'{flag} {out} already exists' in message
     assert out.read_text() == '{"mine": 1}'
+
+
+def test_prediction_dump_must_be_a_pickle(tmp_path, root, checkpoints):
+    message = _error(test_tool, [FULLER, checkpoints['fuller'], '--out', tmp_path / 'pred.json',
+                                 '--data-root', root])
+    assert 'name a .pkl or .pickle file' in message and '--metrics-out' in message
+
+
+def test_drop_modality_needs_a_fused_model(tmp_path, root):
+    camera_only = str(REPO / 'configs/fuller/fuller_cpu_camera_only.py')
+    ckpt = tmp_path / 'any.pth'
+    ckpt.write_bytes(b'')
+    message = _error(test_tool, [camera_only, ckpt, '--drop-modality', 'camera',
+                                 '--data-root', root])
+    assert 'no lidar branch' in message and 'camera + LiDAR config' in message
 
 
 def test_test_run_keeps_the_training_config_dump(tmp_path):

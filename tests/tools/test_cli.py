@@ -82,8 +82,10 @@ def test_bad_input_is_one_line_error(tool, argv, message):
 
 
 def test_test_tool_args():
-    args = test_tool.parse_args([CONFIG, 'x.pth', '--out', 'm.json', '--launcher', 'pytorch'])
-    assert args.checkpoint == 'x.pth' and args.out == 'm.json'
+    args = test_tool.parse_args([CONFIG, 'x.pth', '--metrics-out', 'm.json', '--out', 'p.pkl',
+                                 '--drop-modality', 'lidar', '--launcher', 'pytorch'])
+    assert args.checkpoint == 'x.pth' and args.metrics_out == 'm.json'
+    assert args.out == 'p.pkl' and args.drop_modality == 'lidar'
 
 
 def test_broken_config_is_one_line_error(tool, tmp_path):

@@ -368,6 +368,51 @@ def build_runner(cfg: Config, mode: str = 'train'):
     return _runner_class(base, name, mode == 'test').from_cfg(cfg)
 
 
+#: the model config keys of each sensor's branch
+BRANCH_KEYS = dict(camera='img_backbone', lidar='pts_voxel_encoder')
+
+
+def drop_modality(cfg: Config, modality: str) -> None:
+    """Evaluate the config's camera + LiDAR model without ``modality``
+    (``tools/test.py --drop-modality``): the model skips that branch and
+    feeds the fuser zeros; without the LiDAR the data preprocessor does not
+    voxelise either.
+
+    Raises:
+        UserInputError: the model does not have both branches.
+    """
+    if modality not in BRANCH_KEYS:
+        raise UserInputError(f'--drop-modality {modality}: name one of '
+                             f'{", ".join(BRANCH_KEYS)}')
+    model = cfg.model
+    missing = [m for m, key in BRANCH_KEYS.items() if not model.get(key)]
+    if missing:
+        raise UserInputError(
+            f'--drop-modality {modality}: the model of {cfg.filename} has no '
+            f'{missing[0]} branch ({BRANCH_KEYS[missing[0]]} is None), so '
+            'there is no second sensor to fall back on; evaluate a camera + '
+            'LiDAR config')
+    model.drop_modality = modality
+    preprocessor = model.get('data_preprocessor')
+    if modality == 'lidar' and isinstance(preprocessor, dict) and \
+            'voxel' in preprocessor:
+        preprocessor['voxel'] = False
+
+
+def add_prediction_dump(cfg: Config, path: str) -> None:
+    """Dump every prediction to ``path`` (``tools/test.py --out``), with
+    mmengine's DumpResults metric next to the config's evaluators."""
+    if not path.endswith(('.pkl', '.pickle')):
+        raise UserInputError(
+            f'--out {path}: the predictions are dumped as a pickle, so name a '
+            '.pkl or .pickle file (the metrics JSON goes to --metrics-out)')
+    evaluators = cfg.test_evaluator
+    if isinstance(evaluators, dict):
+        evaluators = [evaluators]
+    cfg.test_evaluator = [*evaluators,
+                          dict(type='DumpResults', out_file_path=path)]
+
+
 def _walk_dicts(node: Any) -> Iterable[dict]:
     """Every dict inside a config tree (dicts and lists)."""
     if isinstance(node, dict):

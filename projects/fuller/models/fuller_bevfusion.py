@@ -2,11 +2,20 @@
 import math
 from typing import Dict, List, Optional, Tuple
 
+import torch
 from mmdet3d.models.detectors import Base3DDetector
 from torch import Tensor
 
 from ..calibration import ModalityJunction, TaskJunction
 from ..registry import MODELS
+
+
+#: the modalities a fused model can be run without (``drop_modality``)
+MODALITIES = ('camera', 'lidar')
+#: the parts of each sensor's branch, up to its BEV feature
+BRANCH_MODULES = dict(
+    camera=('img_backbone', 'img_neck', 'view_transform'),
+    lidar=('pts_voxel_encoder', 'pts_middle_encoder'))
 
 
 def _build(cfg: Optional[dict]):
@@ -66,10 +75,29 @@ class FullerBEVFusion(Base3DDetector):
     gradients in the backward pass. Losses come back prefixed by task
     (``det.loss_*``, ``seg.loss_*``).
 
+    Missing sensors. ``drop_modality`` ('camera' or 'lidar') runs a fused
+    model without one sensor, as the robustness benchmarks' "missing camera
+    / missing LiDAR" case: that branch does not run (its inputs are never
+    read) and the fuser receives zeros in place of its BEV feature.
+    ``modality_dropout`` is the training-time counterpart (robust fusion
+    training): each sample's camera feature is zeroed with probability
+    ``camera``, else its LiDAR feature with probability ``lidar``, never
+    both.
+
     Args:
         img_neck_level: which neck output level feeds the view transform.
         use_junctions: place the junctions (default); False gives a plain
             network that no calibration can reach.
+        drop_modality: None (both sensors), 'camera' or 'lidar': the sensor
+            the model runs without, in training and inference.
+        modality_dropout: ``dict(camera=p_c, lidar=p_l)``, per-sample
+            probabilities (``p_c + p_l <= 1``) of zeroing a branch's
+            feature in training; None: off.
+        frozen_branch: ``dict(checkpoint=PATH)``: the unimodal probe. The
+            branch of this (single-sensor) model is loaded from another
+            model's checkpoint in ``init_weights`` and frozen (no gradient,
+            BatchNorm statistics fixed), so only the decoder and heads
+            train on what that branch learned.
     """
 
     def __init__(self,
@@ -86,6 +114,9 @@ class FullerBEVFusion(Base3DDetector):
                  seg_head: Optional[dict] = None,
                  img_neck_level: int = 0,
                  use_junctions: bool = True,
+                 drop_modality: Optional[str] = None,
+                 modality_dropout: Optional[Dict[str, float]] = None,
+                 frozen_branch: Optional[dict] = None,
                  init_cfg=None) -> None:
         super().__init__(data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
@@ -114,6 +145,91 @@ class FullerBEVFusion(Base3DDetector):
             else None
         self._check_bev_grids()
         self._check_head_grids(_decoder_scale(pts_backbone, pts_neck))
+        self.drop_modality = drop_modality
+        self.modality_dropout = self._checked_dropout(modality_dropout)
+        self.frozen_branch = dict(frozen_branch) if frozen_branch else None
+        for module in self._frozen_modules():
+            module.requires_grad_(False)
+
+    # ------------------------------------------------------ unimodal probe
+    def _frozen_modules(self) -> List:
+        """The built branch modules ``frozen_branch`` freezes."""
+        if not getattr(self, 'frozen_branch', None):
+            return []
+        names = [n for m in self.modalities for n in BRANCH_MODULES[m]]
+        return [getattr(self, n) for n in names
+                if getattr(self, n) is not None]
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if not self.frozen_branch:
+            return
+        path = self.frozen_branch.get('checkpoint')
+        if not path:
+            raise ValueError(
+                'frozen_branch.checkpoint is not set: pass the trained '
+                'model\'s checkpoint, e.g. --cfg-options '
+                'model.frozen_branch.checkpoint=work_dirs/naive/epoch_12.pth')
+        from mmengine.runner import CheckpointLoader
+        state = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+        state = state.get('state_dict', state)
+        for modality in self.modalities:
+            for name in BRANCH_MODULES[modality]:
+                module = getattr(self, name)
+                if module is None or not module.state_dict():
+                    continue  # e.g. a pillar scatter: nothing to load
+                prefix = f'{name}.'
+                part = {k[len(prefix):]: v for k, v in state.items()
+                        if k.startswith(prefix)}
+                if not part:
+                    raise ValueError(
+                        f'frozen_branch.checkpoint {path} has no {name} '
+                        f'weights: give a checkpoint of a model with the '
+                        f'{modality} branch.')
+                module.load_state_dict(part, strict=True)
+
+    def train(self, mode: bool = True):
+        """As ``nn.Module.train``; a frozen branch stays in eval mode."""
+        super().train(mode)
+        for module in self._frozen_modules():
+            module.eval()
+        return self
+
+    @property
+    def drop_modality(self) -> Optional[str]:
+        """The sensor the model runs without (None: both run)."""
+        return self._drop_modality
+
+    @drop_modality.setter
+    def drop_modality(self, modality: Optional[str]) -> None:
+        if modality is not None:
+            self._check_fused('drop_modality', modality)
+        self._drop_modality = modality
+
+    def _check_fused(self, option: str, modality: str) -> None:
+        """A sensor can only be taken away from a model that fuses two."""
+        if modality not in MODALITIES:
+            raise ValueError(f'{option}={modality!r}: name one of '
+                             f'{", ".join(MODALITIES)}.')
+        if len(self.modalities) < 2:
+            raise ValueError(
+                f'{option}={modality!r} needs a camera + LiDAR model, but '
+                f'this one has only the {self.modalities[0]} branch: use a '
+                'fused config (e.g. configs/fuller/fuller_cpu_naive.py).')
+
+    def _checked_dropout(self, dropout: Optional[Dict[str, float]]
+                         ) -> Optional[Dict[str, float]]:
+        if not dropout:
+            return None
+        for modality in dropout:
+            self._check_fused('modality_dropout', modality)
+        probs = {m: float(dropout.get(m, 0.0)) for m in MODALITIES}
+        if min(probs.values()) < 0 or sum(probs.values()) > 1:
+            raise ValueError(
+                f'modality_dropout={dict(dropout)}: probabilities must be '
+                '>= 0 and sum to at most 1 (a sample keeps at least one '
+                'sensor).')
+        return probs
 
     # ------------------------------------------------------------- checks
     @staticmethod
@@ -270,22 +386,29 @@ class FullerBEVFusion(Base3DDetector):
     def extract_feat(self, batch_inputs_dict: Dict,
                      batch_data_samples: List) -> Tensor:
         """Inputs -> Z (B, C, X', Y'), the shared BEV feature."""
-        bev = []
-        if self.with_camera:
+        run_camera = self.with_camera and self.drop_modality != 'camera'
+        run_lidar = self.with_lidar and self.drop_modality != 'lidar'
+        bev = {}
+        if run_camera:
             if 'imgs' not in batch_inputs_dict:
                 raise KeyError('the camera branch is configured but the '
                                "inputs have no 'imgs'; load the images in "
                                'the pipeline or drop img_backbone.')
-            bev.append(self.extract_img_feat(
-                batch_inputs_dict['imgs'], batch_data_samples,
-                batch_inputs_dict.get('points')))
-        if self.with_lidar:
+            points = batch_inputs_dict.get('points')
+            if points is not None and not run_lidar:
+                points = [p[:0] for p in points]  # the LiDAR is absent
+            bev['camera'] = self.extract_img_feat(
+                batch_inputs_dict['imgs'], batch_data_samples, points)
+        if run_lidar:
             if 'voxels' not in batch_inputs_dict:
                 raise KeyError('the LiDAR branch is configured but the inputs '
                                "have no 'voxels'; set voxel=True (and "
                                'voxel_layer) in data_preprocessor.')
-            bev.append(self.extract_pts_feat(batch_inputs_dict['voxels'],
-                                             len(batch_data_samples)))
+            bev['lidar'] = self.extract_pts_feat(batch_inputs_dict['voxels'],
+                                                 len(batch_data_samples))
+        bev = self._absent_as_zeros(bev)
+        if self.training and self.modality_dropout:
+            bev = self._drop_per_sample(bev)
         if self.modality_junction is not None:
             bev = self.modality_junction(bev)
         x = self.fusion_layer(bev) if self.fusion_layer is not None \
@@ -294,6 +417,35 @@ class FullerBEVFusion(Base3DDetector):
         if self.pts_neck is not None:
             x = self.pts_neck(x)
         return x[0] if isinstance(x, (list, tuple)) else x
+
+    def _absent_as_zeros(self, bev: Dict[str, Tensor]) -> List[Tensor]:
+        """The branch features in ``self.modalities`` order, zeros (B, C, X,
+        Y) for the dropped sensor: its channels as the fuser expects them,
+        the grid and dtype of the branch that ran."""
+        present = next(iter(bev.values()))
+        out = []
+        for i, modality in enumerate(self.modalities):
+            if modality in bev:
+                out.append(bev[modality])
+            else:
+                channels = list(self.fusion_layer.in_channels)[i]
+                out.append(present.new_zeros(present.shape[0], channels,
+                                             *present.shape[2:]))
+        return out
+
+    def _drop_per_sample(self, bev: List[Tensor]) -> List[Tensor]:
+        """Modality dropout: one uniform draw per sample picks which branch
+        feature (if any) is zeroed; the graph stays whole, so every
+        parameter still gets a (for that sample zero) gradient."""
+        u = torch.rand(bev[0].shape[0], device=bev[0].device)
+        low = 0.0
+        out = []
+        for feat, modality in zip(bev, self.modalities):
+            high = low + self.modality_dropout[modality]
+            keep = ~((u >= low) & (u < high))
+            out.append(feat * keep.to(feat.dtype).view(-1, 1, 1, 1))
+            low = high
+        return out
 
     def _task_feats(self, batch_inputs_dict: Dict,
                     batch_data_samples: List) -> Dict[str, Tensor]:

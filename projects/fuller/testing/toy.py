@@ -10,6 +10,7 @@ inputs, so losses really decrease under training.
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from mmengine.dist import get_rank
@@ -39,13 +40,19 @@ class ToyMultiTaskDataset(Dataset):
         num_samples: dataset length.
         size: spatial side S of every map.
         seed: seed of the inputs and of the teacher.
+        augment: standard deviation of a noise added to every item's camera
+            input when it is read, drawn from numpy's global generator, and
+            a horizontal flip of both inputs and targets with probability
+            1/2, drawn from torch's (as mmdet3d's transforms draw); 0: off.
+            Lets tests see how loader workers are seeded.
 
     Item: ``dict(inputs=dict(camera=(3,S,S), lidar=(2,S,S)),
     data_samples=dict(det=(1,S,S), seg=(2,S,S)))``.
     """
 
     def __init__(self, num_samples: int = 32, size: int = 16,
-                 seed: int = 0) -> None:
+                 seed: int = 0, augment: float = 0.0) -> None:
+        self.augment = augment
         gen = torch.Generator().manual_seed(seed)
         n, s = num_samples, size
         self.camera = torch.randn(n, 3, s, s, generator=gen)
@@ -64,9 +71,16 @@ class ToyMultiTaskDataset(Dataset):
         return self.camera.shape[0]
 
     def __getitem__(self, idx: int) -> dict:
-        return dict(
-            inputs=dict(camera=self.camera[idx], lidar=self.lidar[idx]),
-            data_samples=dict(det=self.det[idx], seg=self.seg[idx]))
+        item = [self.camera[idx], self.lidar[idx], self.det[idx],
+                self.seg[idx]]
+        if self.augment:
+            noise = np.random.normal(0.0, self.augment, item[0].shape)
+            item[0] = item[0] + torch.from_numpy(noise).float()
+            if torch.rand(()) < 0.5:
+                item = [x.flip(-1) for x in item]
+        camera, lidar, det, seg = item
+        return dict(inputs=dict(camera=camera, lidar=lidar),
+                    data_samples=dict(det=det, seg=seg))
 
 
 @MODELS.register_module()

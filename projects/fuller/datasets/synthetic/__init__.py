@@ -6,6 +6,8 @@ Only numpy, OpenCV, shapely and nuscenes-devkit are needed; see
 """
 from .generator import (DEFAULT_SET, GENERATOR_VERSION, SUMMARY_FILE,
                         SyntheticNuScenes, generate, split_scene_names)
+from .sensors import SENSOR_PROFILES, SensorProfile
 
 __all__ = ['SyntheticNuScenes', 'generate', 'split_scene_names',
-           'DEFAULT_SET', 'GENERATOR_VERSION', 'SUMMARY_FILE']
+           'DEFAULT_SET', 'GENERATOR_VERSION', 'SUMMARY_FILE',
+           'SENSOR_PROFILES', 'SensorProfile']

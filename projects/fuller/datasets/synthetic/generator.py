@@ -22,8 +22,9 @@ import cv2
 import numpy as np
 
 from .sensors import (CAMERA_DELAY_MS, CAMERA_RIG, LIDAR_ROTATION,
-                      LIDAR_TRANSLATION, camera_extrinsics, camera_intrinsics,
-                      pose_matrix, render_camera, scan_lidar, visibility_level)
+                      LIDAR_TRANSLATION, SENSOR_PROFILES, camera_extrinsics,
+                      camera_intrinsics, pose_matrix, render_camera,
+                      scan_lidar, visibility_level)
 from .traffic import Agent, Traffic, boxes_at
 from .world import (LOCATIONS, World, make_token, matrix_quaternion,
                     yaw_matrix, yaw_quaternion)
@@ -102,6 +103,8 @@ class SyntheticNuScenes:
         lidar_sweeps: LiDAR sweeps (20 Hz) written before every key frame.
         camera_sweeps: camera sweeps (12 Hz) written before every key frame.
         azimuths: LiDAR columns per revolution (32 rings each).
+        sensor_profile: a name of ``SENSOR_PROFILES``: what each sensor
+            sees how well (written to the summary file).
     """
 
     def __init__(self, out_dir: str, num_scenes: int = 10,
@@ -109,7 +112,12 @@ class SyntheticNuScenes:
                  num_val_scenes: Optional[int] = None,
                  image_size: Sequence[int] = (480, 270), lidar_sweeps: int = 1,
                  camera_sweeps: int = 1, azimuths: int = 1024,
-                 verbose: bool = True):
+                 sensor_profile: str = 'v2', verbose: bool = True):
+        if sensor_profile not in SENSOR_PROFILES:
+            raise ValueError(f'unknown sensor profile {sensor_profile!r}: '
+                             f'choose one of {", ".join(SENSOR_PROFILES)}')
+        self.sensor_profile = sensor_profile
+        self.profile = SENSOR_PROFILES[sensor_profile]
         if samples_per_scene < 2:
             raise ValueError('samples_per_scene must be >= 2 (prev/next '
                              f'links and velocities), got {samples_per_scene}')
@@ -161,7 +169,8 @@ class SyntheticNuScenes:
                        val_samples=len(self.val_names) * self.samples,
                        annotations=len(self.tables['sample_annotation']),
                        instances=len(self.tables['instance']),
-                       generator_version=GENERATOR_VERSION, seed=self.seed)
+                       generator_version=GENERATOR_VERSION, seed=self.seed,
+                       sensor_profile=self.sensor_profile)
         with open(osp.join(self.out_dir, SUMMARY_FILE), 'w') as f:
             json.dump(summary, f, indent=1)  # no timings: same args, same bytes
         summary['seconds'] = round(time.time() - t_start, 1)
@@ -272,7 +281,7 @@ class SyntheticNuScenes:
                         world, sensor2global, boxes,
                         np.concatenate([agent_refl, static_refl]),
                         np.random.default_rng(int(sd_tok[:8], 16)),
-                        self.azimuths, cued)
+                        self.azimuths, cued, self.profile)
                     pts.tofile(path)
                     if key:
                         lidar_hits[k] = np.bincount(

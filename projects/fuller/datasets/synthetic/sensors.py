@@ -14,7 +14,7 @@ from the back (a plain box looks the same both ways round).
 """
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -181,15 +181,47 @@ def front_hits(points: np.ndarray, boxes: np.ndarray, target: np.ndarray,
 
 
 # -------------------------------------------------------------------- LiDAR
-#: mean LiDAR intensity per ground class: paint is only slightly brighter
+#: mean LiDAR intensity per ground class (terrain, carpark, walkway,
+#: asphalt, ped crossing, stop line, lane divider, road divider): paint is
+#: only slightly brighter
 GROUND_INTENSITY = np.array([14.0, 9.0, 11.0, 7.0, 15.0, 15.0, 15.0, 15.0])
 BUILDING_INTENSITY = 12.0
+
+
+@dataclass(frozen=True)
+class SensorProfile:
+    """How strongly each sensor sees what: the knobs of the test bed.
+
+    Attributes:
+        ground_intensity: (8,) mean LiDAR intensity per ground class, in
+            ``GROUND_INTENSITY``'s order; how well the LiDAR alone sees the
+            map layers.
+        intensity_noise: standard deviation of the per-point intensity
+            noise (speckle, incidence angle, wet patches).
+    """
+    ground_intensity: Tuple[float, ...] = tuple(GROUND_INTENSITY)
+    intensity_noise: float = 5.0
+
+
+#: ``--sensor-profile`` of tools/make_synthetic_nuscenes.py:
+#: ``v2`` the bed of generator version 2, where LiDAR intensity separates
+#: road surfaces nearly as well as colour does; ``nuscenes`` road surfaces
+#: that differ in LiDAR intensity by less than the noise, as asphalt,
+#: concrete and paint largely do for a spinning LiDAR, so that the map is
+#: mostly a camera cue as on nuScenes (docs/data.md, "Sensor profiles").
+SENSOR_PROFILES: Dict[str, SensorProfile] = {
+    'v2': SensorProfile(),
+    'nuscenes': SensorProfile(
+        ground_intensity=(11.0, 10.0, 10.5, 9.5, 12.0, 12.0, 12.0, 12.0),
+        intensity_noise=8.0),
+}
 
 
 def scan_lidar(world: World, lidar2global: np.ndarray, boxes: np.ndarray,
                reflectivity: np.ndarray, rng: np.random.Generator,
                azimuths: int = 1024,
-               cued: Optional[np.ndarray] = None
+               cued: Optional[np.ndarray] = None,
+               profile: SensorProfile = SensorProfile()
                ) -> Tuple[np.ndarray, np.ndarray]:
     """One LiDAR sweep.
 
@@ -199,6 +231,7 @@ def scan_lidar(world: World, lidar2global: np.ndarray, boxes: np.ndarray,
             buildings); ``reflectivity`` (B,) their mean intensities.
         cued: (B,) bool, boxes whose front part reflects ``FRONT_INTENSITY``
             more (None: none).
+        profile: the ground's intensities and the intensity noise.
     Returns:
         points (P, 5) float32 in the LiDAR frame (x, y, z, intensity, ring)
         and the hit box index of every point (-1 for ground).
@@ -230,11 +263,11 @@ def scan_lidar(world: World, lidar2global: np.ndarray, boxes: np.ndarray,
     intensity = np.empty(len(r))
     ground = tgt < 0
     cls = world.ground_class(pts_global[ground, :2])
-    intensity[ground] = GROUND_INTENSITY[cls]
+    intensity[ground] = np.asarray(profile.ground_intensity)[cls]
     intensity[~ground] = reflectivity[tgt[~ground]]
     if cued is not None:
         intensity[front_hits(pts_global, boxes, tgt, cued)] += FRONT_INTENSITY
-    intensity += rng.normal(0.0, 5.0, len(r))
+    intensity += rng.normal(0.0, profile.intensity_noise, len(r))
     intensity *= 1.0 - 0.35 * r / LIDAR_MAX_RANGE
     intensity = np.clip(np.round(intensity), 0, 255)
     xyz = d_local[keep_idx] * r_noisy[:, None]
