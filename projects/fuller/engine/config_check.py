@@ -10,7 +10,6 @@ Values that replace a number or a bool must be one.
 """
 import difflib
 import inspect
-import re
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 _MISSING = object()
@@ -53,20 +52,43 @@ _RUNNER_POPPED_KEYS = {
 }
 
 
-def runner_keys() -> Set[str]:
-    """Every top-level key mmengine's Runner reads from a config.
+#: Top-level keys mmengine (0.10.7) reads from a config that are no
+#: parameter of ``Runner.__init__``, so its signature cannot show them: the
+#: Runner reads them from ``self.cfg`` (``__init__``: ``model_wrapper_cfg``;
+#: ``wrap_model``: ``sync_bn``, ``find_unused_parameters``; ``train``:
+#: ``activation_checkpointing``, ``efficient_conv_bn_eval`` and, through
+#: ``_maybe_compile``, ``compile``), and the runner builder (mmengine's
+#: ``build_runner_from_cfg``, our ``runner_setup.build_runner``) reads
+#: ``runner_type`` before any Runner exists.
+RUNNER_CFG_ONLY_KEYS = frozenset({
+    'model_wrapper_cfg', 'sync_bn', 'find_unused_parameters', 'compile',
+    'activation_checkpointing', 'efficient_conv_bn_eval', 'runner_type'})
 
-    ``Runner.__init__``'s arguments, plus what ``Runner.from_cfg`` and the
-    methods read straight from ``self.cfg`` (``model_wrapper_cfg``,
-    ``find_unused_parameters``, ``compile``...), found in the Runner's
-    source so that the list follows the installed mmengine.
+
+def runner_signature_keys() -> Set[str]:
+    """The config keys ``Runner.from_cfg`` passes on: the parameter names of
+    ``Runner.__init__`` (without ``self`` and ``cfg``, the whole config).
+
+    Read from the installed mmengine's public signature, so the list follows
+    it (a test checks the keys the configs rely on are still there).
     """
     from mmengine.runner import Runner
-    keys = set(inspect.signature(Runner.__init__).parameters) - {'self'}
-    source = inspect.getsource(Runner)
-    keys |= set(re.findall(r"(?<![\w.])(?:self\.)?cfg\.get\(\s*'(\w+)'", source))
-    keys |= set(re.findall(r"(?<![\w.])cfg\[\s*'(\w+)'\s*\]", source))
-    keys |= {'runner_type', 'launcher', 'work_dir', 'resume', 'load_from'}
+    params = inspect.signature(Runner.__init__).parameters
+    return {name for name, param in params.items()
+            if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
+            } - {'self', 'cfg'}
+
+
+def runner_keys(cfg: Optional[dict] = None) -> Set[str]:
+    """Every top-level key mmengine's Runner reads from a config.
+
+    :func:`runner_signature_keys` plus :data:`RUNNER_CFG_ONLY_KEYS`, and,
+    when ``cfg`` is given, the config's own top-level keys (a config may
+    carry entries of its own, e.g. ``map_classes``, that its components use).
+    """
+    keys = runner_signature_keys() | RUNNER_CFG_ONLY_KEYS
+    if cfg is not None:
+        keys |= set(cfg.keys())
     return keys
 
 
