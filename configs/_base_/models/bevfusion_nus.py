@@ -148,4 +148,10 @@ model = dict(
         classes=model_map_classes,
         input_bounds=[[-54.0, 54.0, 0.6], [-54.0, 54.0, 0.6]],
         output_bounds=[[-50.0, 50.0, 0.5], [-50.0, 50.0, 0.5]],
-        mid_channels=512))
+        mid_channels=512,
+        # per-class sigmoid focal loss, BEVFusion's map loss
+        loss_focal=dict(
+            type='BEVSegFocalLoss', gamma=2.0, alpha=-1.0, loss_weight=1.0),
+        # optional per-class soft Dice term; loss_weight 0 keeps it off (the
+        # paper's head; docs/results.md has a run with 1.0)
+        loss_dice=dict(type='BEVSegDiceLoss', smooth=1.0, loss_weight=0.0)))

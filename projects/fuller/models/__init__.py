@@ -6,6 +6,7 @@ from .fusion import ConvFuser
 from .heads import (BEVCenterHead, BEVCenterL1Cost, BEVSegHead, IoU3DCost,
                     TransFusionBBoxCoder, TransFusionHead)
 from .lidar_encoders import BEVPointPillarsScatter, BEVSparseEncoder
+from .losses import BEVSegDiceLoss, BEVSegFocalLoss
 from .necks import TopDownFPN
 from .ops import bev_pool, bev_pool_reference
 from .view_transforms import LSSTransform
@@ -15,5 +16,6 @@ __all__ = [
     'DepthLSSTransform', 'GeneralizedLSSFPN',
     'BEVPointPillarsScatter', 'BEVSparseEncoder', 'TransFusionHead',
     'TransFusionBBoxCoder', 'BEVCenterL1Cost', 'IoU3DCost', 'BEVCenterHead',
-    'BEVSegHead', 'TopDownFPN', 'bev_pool', 'bev_pool_reference'
+    'BEVSegHead', 'BEVSegFocalLoss', 'BEVSegDiceLoss', 'TopDownFPN',
+    'bev_pool', 'bev_pool_reference'
 ]

@@ -1,5 +1,7 @@
 """BEV map segmentation head (BEVFusion's map task)."""
-from typing import Dict, List, Sequence
+import difflib
+import inspect
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -8,56 +10,41 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ...registry import MODELS
+# the losses' functions stay importable from here (they lived here first)
+from ..losses import sigmoid_focal_loss, soft_dice_loss  # noqa: F401
 from ..utils import bins_from_bound
 
 
-def sigmoid_focal_loss(logits: Tensor, targets: Tensor, gamma: float = 2.0,
-                       alpha: float = -1.0) -> Tensor:
-    """Element-wise binary focal loss on logits (no reduction).
+def build_seg_loss(cfg: dict, option: str) -> nn.Module:
+    """Build the seg head's loss ``option`` from its config dict.
 
     Args:
-        logits, targets: same shape; targets in {0, 1}.
-        gamma: focusing parameter.
-        alpha: weight of the positives in [0, 1]; negative disables it.
-    """
-    prob = logits.sigmoid()
-    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction='none')
-    p_t = prob * targets + (1 - prob) * (1 - targets)
-    loss = ce * (1 - p_t)**gamma
-    if alpha >= 0:
-        loss = loss * (alpha * targets + (1 - alpha) * (1 - targets))
-    return loss
-
-
-def soft_dice_loss(logits: Tensor, targets: Tensor,
-                   smooth: float = 1.0) -> Tensor:
-    """Per-class soft Dice loss on logits (Milletari et al., V-Net, 3DV 2016).
-
-    With sigmoid probabilities :math:`p` and binary targets :math:`t`
-    summed over the batch and the cells of class :math:`k`,
-
-    .. math::
-        L_k = 1 - \\frac{2 \\sum p t + s}{\\sum p + \\sum t + s}.
-
-    It is one minus a soft overlap score (Dice, a close relative of IoU), so
-    every class counts alike however few cells it covers: a thin class
-    (dividers, stop lines) that the per-cell focal loss sees as a handful of
-    cells among thousands gets as much of the loss as the drivable area.
-    The smoothing ``s`` keeps the loss and its gradient finite where a class
-    is absent from the batch (then it pushes the probabilities to 0).
-
-    Args:
-        logits, targets: (B, K, X, Y); targets in {0, 1}.
-        smooth: additive smoothing ``s`` (in cells).
+        cfg: the loss config, ``dict(type=..., **kwargs)``.
+        option: the head argument it came from (``loss_focal``,
+            ``loss_dice``), named in the error.
 
     Returns:
-        (K,) loss per class, each in [0, 1).
+        ``MODELS.build(cfg)``.
+
+    Raises:
+        ValueError: ``cfg`` names no registered type (one line, with close
+            registered loss names).
     """
-    prob = logits.sigmoid()
-    dims = (0, 2, 3)
-    overlap = (prob * targets).sum(dims)
-    total = prob.sum(dims) + targets.sum(dims)
-    return 1 - (2 * overlap + smooth) / (total + smooth)
+    type_ = cfg.get('type') if isinstance(cfg, dict) else None
+    if inspect.isclass(type_) or (isinstance(type_, str)
+                                  and MODELS.get(type_) is not None):
+        return MODELS.build(cfg)
+    losses = sorted(name for name in MODELS.module_dict
+                    if name.endswith('Loss'))
+    if not isinstance(type_, str):
+        raise ValueError(f'BEVSegHead: {option} must be a dict with a '
+                         f"registered loss 'type' (e.g. BEVSegFocalLoss, "
+                         f'BEVSegDiceLoss), got {cfg!r}')
+    close = difflib.get_close_matches(type_, losses, n=3)
+    hint = (f'did you mean {", ".join(close)}?' if close else
+            'the seg head losses: BEVSegFocalLoss, BEVSegDiceLoss')
+    raise ValueError(f'BEVSegHead: {option} type {type_!r} is not a '
+                     f'registered loss ({hint})')
 
 
 @MODELS.register_module()
@@ -66,11 +53,14 @@ class BEVSegHead(BaseModule):
 
     ``grid_sample`` maps the decoder feature (covering ``input_bounds``) onto
     the map grid ``output_bounds``; then conv-BN-ReLU x2 and a 1x1 conv give
-    one logit per map class. The loss is a per-class sigmoid focal loss
-    averaged over cells and summed over classes; predictions are sigmoid
-    probabilities. The lightweight variant is the same head with a smaller
-    ``mid_channels``. With ``dice_weight > 0`` a per-class soft Dice loss
-    (:func:`soft_dice_loss`, summed over classes) is added as ``loss_dice``.
+    one logit per map class. The losses come from config dicts built with
+    ``MODELS.build``: ``loss_focal`` (default :class:`BEVSegFocalLoss`, a
+    per-class sigmoid focal loss averaged over cells and summed over
+    classes, logged as ``loss_focal``) and the optional ``loss_dice``
+    (:class:`BEVSegDiceLoss`, a per-class soft Dice loss summed over
+    classes, logged as ``loss_dice`` when its ``loss_weight`` is > 0).
+    Predictions are sigmoid probabilities. The lightweight variant is the
+    same head with a smaller ``mid_channels``.
 
     Args:
         in_channels: channels of the shared BEV feature.
@@ -79,9 +69,10 @@ class BEVSegHead(BaseModule):
             the input feature (X, Y).
         output_bounds: same for the map grid.
         mid_channels: channels of the two 3x3 convs (``in_channels`` if None).
-        gamma, alpha: focal loss parameters.
-        loss_weight: multiplies the focal loss.
-        dice_weight: multiplies the Dice loss (0: off, the paper's head).
+        loss_focal: config of the focal loss; called with (B, K, X_out,
+            Y_out) float32 logits and targets, returns a scalar.
+        loss_dice: config of the Dice term, called likewise; None or a
+            ``loss_weight`` of 0 turns it off (the paper's head).
     """
 
     def __init__(self,
@@ -89,20 +80,25 @@ class BEVSegHead(BaseModule):
                  classes: Sequence[str],
                  input_bounds: Sequence[Sequence[float]],
                  output_bounds: Sequence[Sequence[float]],
-                 mid_channels: int = None,
-                 gamma: float = 2.0,
-                 alpha: float = -1.0,
-                 loss_weight: float = 1.0,
-                 dice_weight: float = 0.0,
+                 mid_channels: Optional[int] = None,
+                 loss_focal: dict = dict(
+                     type='BEVSegFocalLoss', gamma=2.0, alpha=-1.0,
+                     loss_weight=1.0),
+                 loss_dice: Optional[dict] = None,
                  init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.in_channels = in_channels
         self.classes = tuple(classes)
-        self.gamma, self.alpha, self.loss_weight = gamma, alpha, loss_weight
+        self.loss_focal = build_seg_loss(loss_focal, 'loss_focal')
+        self.loss_dice = (build_seg_loss(loss_dice, 'loss_dice')
+                          if loss_dice is not None else None)
+        dice_weight = (getattr(self.loss_dice, 'loss_weight', 1.0)
+                       if self.loss_dice is not None else 0.0)
         if dice_weight < 0:
-            raise ValueError('BEVSegHead: dice_weight must be >= 0 (0 turns '
-                             f'the Dice loss off), got {dice_weight}')
-        self.dice_weight = dice_weight
+            raise ValueError('BEVSegHead: loss_dice.loss_weight must be >= 0 '
+                             f'(0 turns the Dice loss off), got {dice_weight}')
+        #: whether ``loss`` adds ``loss_dice``
+        self.with_dice = dice_weight > 0
         self.output_shape = tuple(bins_from_bound(b) for b in output_bounds)
         self.input_grid = tuple(bins_from_bound(b) for b in input_bounds)
         self.register_buffer(
@@ -147,6 +143,9 @@ class BEVSegHead(BaseModule):
         return self.cls(self.convs(x))
 
     def loss(self, x: Tensor, data_samples: List) -> Dict[str, Tensor]:
+        """``loss_focal`` (and ``loss_dice``) of (B, C, X, Y) features
+        against each sample's (num_classes, X_out, Y_out) ``gt_masks_bev``;
+        both are taken on float32 logits, also under autocast."""
         logits = self(x)
         target = torch.stack([
             torch.as_tensor(ds.gt_masks_bev) for ds in data_samples
@@ -158,12 +157,9 @@ class BEVSegHead(BaseModule):
                 'dataset map grid/classes equal seg_head.output_bounds/'
                 'classes.')
         logits, target = logits.float(), target.float()
-        loss = sigmoid_focal_loss(logits, target, self.gamma, self.alpha)
-        losses = dict(loss_focal=loss.mean(dim=(0, 2, 3)).sum() *
-                      self.loss_weight)
-        if self.dice_weight > 0:
-            losses['loss_dice'] = soft_dice_loss(
-                logits, target).sum() * self.dice_weight
+        losses = dict(loss_focal=self.loss_focal(logits, target))
+        if self.with_dice:
+            losses['loss_dice'] = self.loss_dice(logits, target)
         return losses
 
     def predict(self, x: Tensor, data_samples: List) -> List[Tensor]:
