@@ -41,6 +41,16 @@ def test_demo_quick_end_to_end(synthetic_nuscenes, tmp_path):
     for variant in ('naive', 'inter', 'intra', 'fuller'):
         assert all(table[variant][m] is not None for m in ('mAP', 'NDS', 'mIoU'))
         assert any(k.startswith('IoU.') for k in table[variant])
+        # evaluated with each sensor dropped (tools/test.py --drop-modality)
+        for column in ('drop_lidar.mAP', 'drop_lidar.mIoU', 'drop_camera.mAP',
+                       'drop_camera.mIoU'):
+            assert 0.0 <= table[variant][column]['mean'] <= 1.0, (variant, column)
+        work = out / 'seed0' / variant
+        assert json.loads((work / 'test_metrics_drop_lidar.json').read_text())[
+            'drop_modality'] == 'lidar'
+    # the single-task models fuse both sensors too: their one task is dropped
+    assert table['det_only']['drop_lidar.mAP'] and table['det_only']['drop_lidar.mIoU'] is None
+    assert table['seg_only']['drop_camera.mIoU'] and table['seg_only']['drop_camera.mAP'] is None
     # How much of each task's step into the shared backbone was kept: all of
     # it without task calibration; MetaBalance keeps the larger task's
     # gradient whole and raises the smaller one's toward it.
@@ -60,6 +70,7 @@ def test_demo_quick_end_to_end(synthetic_nuscenes, tmp_path):
     assert 'smoke run' in markdown.split('|')[0]  # said before the table
     for variant in VARIANTS:
         assert f'| {variant} |' in markdown
+    assert 'LiDAR dropped (mAP / mIoU)' in markdown and 'camera probe' not in markdown
     for name in PLOTS:
         assert (out / 'plots' / name).stat().st_size > 10_000, name
 

@@ -24,6 +24,9 @@ EXPECTED_CALIBRATION = {
     'fuller_light': ('MetaBalance', 'EqualNorm'),
     'centerhead': ('MetaBalance', 'EqualNorm'),
     'camera_only': ('Sum', 'Identity'), 'lidar_only': ('Sum', 'Identity'),
+    # modality dropout, alone and with the task level; the unimodal probes
+    'dropout': ('Sum', 'Identity'), 'dropout_inter': ('MetaBalance', 'Identity'),
+    'probe_camera': ('Sum', 'Identity'), 'probe_lidar': ('Sum', 'Identity'),
     # the paper's IMTL-G, with EqualNorm and alone
     'fuller_imtlg': ('IMTLG', 'EqualNorm'), 'inter_imtlg': ('IMTLG', 'Identity'),
     # FULLER with the magnitude-keeping inter calibrators (issue 12)
