@@ -26,10 +26,11 @@ def parse_args(argv=None):
                    help='dataset root to write')
     p.add_argument('--scenes', type=int, default=DEFAULT_SET['num_scenes'],
                    help='number of scenes')
-    p.add_argument('--val-scenes', type=int,
-                   default=DEFAULT_SET['num_val_scenes'],
-                   help='how many of them are val scenes (0: 20%% of them, '
-                   'as nuScenes-mini)')
+    p.add_argument('--val-scenes', type=int, default=None,
+                   help='how many of them are val scenes (default: '
+                   f"{DEFAULT_SET['num_val_scenes']} of the default "
+                   f"{DEFAULT_SET['num_scenes']}, else 20%% as nuScenes-mini; "
+                   '0: 20%%)')
     p.add_argument('--samples-per-scene', type=int,
                    default=DEFAULT_SET['samples_per_scene'],
                    help='2 Hz key frames per scene')
@@ -53,6 +54,15 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def default_val_scenes(scenes, val_scenes):
+    """The val scenes asked for: the default set's split for the default
+    number of scenes, None (20%, as nuScenes-mini) for any other number or
+    for 0."""
+    if val_scenes is None and scenes == DEFAULT_SET['num_scenes']:
+        return DEFAULT_SET['num_val_scenes']
+    return val_scenes or None
+
+
 def main(argv=None):
     a = parse_args(argv)
     if osp.isdir(a.out) and os.listdir(a.out) and not a.overwrite:
@@ -61,7 +71,8 @@ def main(argv=None):
                  'replace the files the generator writes there')
     try:  # argument checks happen here, before anything is written
         gen = SyntheticNuScenes(a.out, num_scenes=a.scenes,
-                                num_val_scenes=a.val_scenes or None,
+                                num_val_scenes=default_val_scenes(
+                                    a.scenes, a.val_scenes),
                                 samples_per_scene=a.samples_per_scene,
                                 seed=a.seed, image_size=tuple(a.image_size),
                                 lidar_sweeps=a.lidar_sweeps,

@@ -122,3 +122,16 @@ def test_seed_and_backend_on_configs_without_those_keys():
     bare = Config(dict(model=dict(type='ToyFusionModel')))
     configure_launcher(bare, 'pytorch')
     assert bare.env_cfg.dist_cfg.backend in ('gloo', 'nccl')
+
+
+def test_synthetic_generator_default_val_split_fits_any_scene_count():
+    """--scenes 2 alone used to fail: "need 1 to 1 val scenes of 2, got 4"."""
+    gen = load_tool('make_synthetic_nuscenes')
+    from fuller.datasets.synthetic import DEFAULT_SET, split_scene_names
+    args = gen.parse_args(['--scenes', '2'])
+    _, train, val = split_scene_names(2, gen.default_val_scenes(args.scenes, args.val_scenes))
+    assert (len(train), len(val)) == (1, 1)
+    args = gen.parse_args([])
+    assert gen.default_val_scenes(args.scenes, args.val_scenes) == DEFAULT_SET['num_val_scenes']
+    assert gen.default_val_scenes(10, 0) is None  # 0: 20%
+    assert gen.default_val_scenes(10, 3) == 3
