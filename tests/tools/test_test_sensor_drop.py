@@ -3,7 +3,6 @@ dropped sensor's files are never read, the predictions are dumped, and the
 same works under dist_test.sh (2 gloo ranks). Tiny synthetic set."""
 import json
 import pickle
-import shutil
 
 import numpy as np
 import pytest
@@ -13,20 +12,6 @@ from fuller.testing.processes import cpu_ranks_env
 from fuller.testing.tools import REPO, free_port
 
 NAIVE = str(REPO / 'configs/fuller/fuller_cpu_naive.py')
-
-
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory, synthetic_nuscenes):
-    """A one-epoch naive camera + LiDAR checkpoint on a private copy of the
-    session's tiny set (the tests below overwrite its sensor files)."""
-    from fuller.testing.tools import run_tool
-    base = tmp_path_factory.mktemp('drop')
-    root = base / 'data'
-    shutil.copytree(synthetic_nuscenes.root, root)
-    work = base / 'work'
-    run_tool('tools/train.py', NAIVE, '--data-root', root, '--work-dir', work,
-             '--cfg-options', 'train_cfg.max_epochs=1', timeout=900)
-    return root, work / 'epoch_1.pth'
 
 
 def _test(tool, root, ckpt, out_dir, *extra, launcher=()):
