@@ -134,6 +134,19 @@ def check_generator_version(root: str) -> None:
             '40 val samples); move it away to regenerate it, or pass --data-root')
 
 
+def bed_name(root: str) -> str:
+    """What the results were measured on: the synthetic set's generator
+    version and sensor profile (docs/data.md), or 'not synthetic'."""
+    from fuller.datasets.synthetic import SUMMARY_FILE
+    path = osp.join(root, SUMMARY_FILE)
+    if not osp.isfile(path):
+        return 'not synthetic'
+    with open(path) as f:
+        summary = json.load(f)
+    return (f'synthetic, generator version {summary.get("generator_version", 1)}, '
+            f'sensor profile {summary.get("sensor_profile", "v2")}')
+
+
 def prepare_data(root: str, world: List[str]) -> None:
     py = sys.executable
     if dataset_version(root) is None:
@@ -558,7 +571,7 @@ def _main(args: argparse.Namespace) -> None:
     per_seed: Dict[str, List[Optional[Dict[str, float]]]] = {v: [] for v in args.variants}
     for (seed, variant), row in zip(runs, rows):
         per_seed[variant].append(row)
-    report(args, schedule, device, out, seeds, per_seed, failures,
+    report(args, schedule, device, out, seeds, per_seed, failures, bed_name(root),
            time.time() - t_start)
 
 
@@ -590,7 +603,7 @@ def train_all(runs: List[Tuple[int, str]], jobs: int, out: str, root: str,
 
 def report(args: argparse.Namespace, schedule: dict, device: str, out: str,
            seeds: List[int], per_seed: Dict[str, List[Optional[Dict[str, float]]]],
-           failures: List[str], wall: float) -> None:
+           failures: List[str], bed: str, wall: float) -> None:
     """Write results.md, results.json and the plots of seed 0's finished
     runs; print the table."""
     quick = args.schedule == 'quick'
@@ -600,7 +613,7 @@ def report(args: argparse.Namespace, schedule: dict, device: str, out: str,
             f'Schedule `{args.schedule}`: {schedule["note"]}.'
             + (f' Overridden: epochs {schedule["epochs"]}, lr {schedule["lr"]}.'
                if args.epochs or args.lr else '')
-            + ('' if args.summary else f' Device: {device}.') + '\n\n')
+            + ('' if args.summary else f' Device: {device}.') + f' Data: {bed}.\n\n')
     if quick:
         head += '**This is a smoke run, not a result.**\n\n'
     missing = sum(r is NOT_RUN for rows in per_seed.values() for r in rows)
@@ -616,7 +629,7 @@ def report(args: argparse.Namespace, schedule: dict, device: str, out: str,
     with open(osp.join(out, 'results.md'), 'w') as f:
         f.write(head + markdown + tail)
     with open(osp.join(out, 'results.json'), 'w') as f:
-        json.dump(dict(seeds=seeds, schedule=args.schedule, epochs=schedule['epochs'],
+        json.dump(dict(seeds=seeds, schedule=args.schedule, bed=bed, epochs=schedule['epochs'],
                        lr=schedule['lr'], quick=quick, device=device, wall_time_s=wall,
                        failures=failures, table=table, runs=per_seed), f, indent=2)
     work_dirs = [osp.join(out, f'seed{seeds[0]}', v) for v in args.variants

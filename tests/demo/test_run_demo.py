@@ -1,5 +1,6 @@
 """tools/run_demo.py without training: schedules, ablation mode, the table
 (failed runs, FULLER's bar), on the real configs."""
+import json
 import os
 import os.path as osp
 
@@ -175,8 +176,20 @@ def test_jobs_train_runs_at_once_and_keep_every_row_in_place(
     for variant in ('det_only', 'naive', 'fuller'):
         assert runs[variant][0]['mAP'] == pytest.approx(0.01)
     assert runs['fuller'][1]['mIoU'] == pytest.approx(0.31)
+    assert f"Data: {result['bed']}." in (out / 'results.md').read_text()
     cores = max(1, (os.cpu_count() or 1) // 3)
     assert seen_env == [str(cores)] * 6
+
+
+def test_results_name_the_bed(tmp_path):
+    from fuller.datasets.synthetic import SUMMARY_FILE
+    assert demo.bed_name(str(tmp_path)) == 'not synthetic'
+    (tmp_path / SUMMARY_FILE).write_text(json.dumps(
+        dict(generator_version=2, sensor_profile='nuscenes')))
+    assert demo.bed_name(str(tmp_path)) == \
+        'synthetic, generator version 2, sensor profile nuscenes'
+    (tmp_path / SUMMARY_FILE).write_text(json.dumps(dict(generator_version=2)))
+    assert demo.bed_name(str(tmp_path)).endswith('sensor profile v2')  # older sets
 
 
 _TOOL = '''
