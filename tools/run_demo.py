@@ -28,7 +28,6 @@ model there); ``--device cpu`` hides the GPU from the runs.
 """
 import argparse
 import concurrent.futures
-import contextlib
 import glob
 import importlib.util
 import json
@@ -37,17 +36,16 @@ import os
 import os.path as osp
 import signal
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from typing import Dict, List, Optional, Tuple
 
 from fuller.experiments.processes import (STOP, Interrupted, RunFailed, log,
                                           on_stop_signal, run_tool)
 from fuller.experiments.reliance import (RELIANCE_COLUMNS, TASK_METRICS,
-                                         fused_config, probe_rows,
-                                         sensor_drop_rows, summarise)
+                                         fused_config, last_checkpoint,
+                                         probe_rows, sensor_drop_rows,
+                                         summarise)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: The demo's six variants: single-task baselines, naive MTL, each level, both.
@@ -248,7 +246,7 @@ def train_and_test(variant: str, seed: int, out: str, root: str,
     else:
         row = _train_and_test(variant, seed, work, cfg, options, schedule, env)
     if fused_config(cfg):
-        ckpt = _last_checkpoint(work)
+        ckpt = last_checkpoint(work)
         log(f'{variant} seed {seed}: evaluating with each sensor dropped')
         row.update(sensor_drop_rows(cfg, ckpt, work, options, run, env))
         if probe:
@@ -256,11 +254,6 @@ def train_and_test(variant: str, seed: int, out: str, root: str,
             row.update(probe_rows(ckpt, work, seed, options,
                                   schedule_options(schedule), run, env))
     return row
-
-
-def _last_checkpoint(work: str) -> str:
-    with open(osp.join(work, 'last_checkpoint')) as f:
-        return f.read().strip()
 
 
 def _train_and_test(variant: str, seed: int, work: str, cfg: str,
@@ -276,7 +269,7 @@ def _train_and_test(variant: str, seed: int, work: str, cfg: str,
     log(f'{variant} seed {seed}: training (log: {train_log})')
     run(cmd, train_log, env)
     train_time = time.time() - t0
-    ckpt = _last_checkpoint(work)
+    ckpt = last_checkpoint(work)
     raw_file = osp.join(work, 'test_metrics.json')
     log(f'{variant} seed {seed}: evaluating {osp.basename(ckpt)}')
     run([sys.executable, 'tools/test.py', cfg, ckpt, '--work-dir', work,

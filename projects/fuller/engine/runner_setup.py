@@ -368,10 +368,6 @@ def build_runner(cfg: Config, mode: str = 'train'):
     return _runner_class(base, name, mode == 'test').from_cfg(cfg)
 
 
-#: the model config keys of each sensor's branch
-BRANCH_KEYS = dict(camera='img_backbone', lidar='pts_voxel_encoder')
-
-
 def drop_modality(cfg: Config, modality: str) -> None:
     """Evaluate the config's camera + LiDAR model without ``modality``
     (``tools/test.py --drop-modality``): the model skips that branch and
@@ -381,17 +377,20 @@ def drop_modality(cfg: Config, modality: str) -> None:
     Raises:
         UserInputError: the model does not have both branches.
     """
-    if modality not in BRANCH_KEYS:
+    from ..models.fuller_bevfusion import (BRANCH_MODULES, MODALITIES,
+                                           configured_modalities)
+    if modality not in MODALITIES:
         raise UserInputError(f'--drop-modality {modality}: name one of '
-                             f'{", ".join(BRANCH_KEYS)}')
+                             f'{", ".join(MODALITIES)}')
     model = cfg.model
-    missing = [m for m, key in BRANCH_KEYS.items() if not model.get(key)]
+    missing = [m for m in MODALITIES
+               if m not in configured_modalities(model)]
     if missing:
         raise UserInputError(
             f'--drop-modality {modality}: the model of {cfg.filename} has no '
-            f'{missing[0]} branch ({BRANCH_KEYS[missing[0]]} is None), so '
-            'there is no second sensor to fall back on; evaluate a camera + '
-            'LiDAR config')
+            f'{missing[0]} branch ({BRANCH_MODULES[missing[0]][0]} is None), '
+            'so there is no second sensor to fall back on; evaluate a camera '
+            '+ LiDAR config')
     model.drop_modality = modality
     preprocessor = model.get('data_preprocessor')
     if modality == 'lidar' and isinstance(preprocessor, dict) and \

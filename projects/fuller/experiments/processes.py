@@ -16,6 +16,7 @@ import threading
 import time
 from typing import List, Optional, Set
 
+
 def log(msg: str) -> None:
     # one write per line: print() writes the text and the newline apart,
     # so lines of runs logged at once from --jobs threads ran together

@@ -20,8 +20,8 @@ import os.path as osp
 import sys
 from typing import Callable, Dict, List, Optional
 
-#: the sensors a fused model can lose, and what the result columns call them
-SENSORS = ('camera', 'lidar')
+from ..models.fuller_bevfusion import MODALITIES, configured_modalities
+
 #: the metrics a reliance column reports, as :func:`summarise` names them
 TASK_METRICS = ('mAP', 'mIoU')
 PROBE_CONFIG = 'configs/fuller/fuller_cpu_probe_{}.py'
@@ -56,9 +56,7 @@ def summarise(metrics: Dict[str, float]) -> Dict[str, float]:
 def fused_config(config: str) -> bool:
     """Whether the config's model has both a camera and a LiDAR branch."""
     from mmengine.config import Config
-    model = Config.fromfile(config).model
-    return bool(model.get('img_backbone')) and \
-        bool(model.get('pts_voxel_encoder'))
+    return configured_modalities(Config.fromfile(config).model) == MODALITIES
 
 
 def _metrics(path: str) -> Dict[str, float]:
@@ -76,7 +74,7 @@ def sensor_drop_rows(config: str, checkpoint: str, work: str,
     """``drop_<sensor>.mAP`` / ``.mIoU`` of a trained fused model, each
     sensor dropped in turn (``options``: e.g. ``--data-root DIR``)."""
     row = {}
-    for sensor in SENSORS:
+    for sensor in MODALITIES:
         out = osp.join(work, f'test_metrics_drop_{sensor}.json')
         if not osp.isfile(out):
             run([sys.executable, 'tools/test.py', config, checkpoint,
@@ -87,7 +85,8 @@ def sensor_drop_rows(config: str, checkpoint: str, work: str,
     return row
 
 
-def _last_checkpoint(work: str) -> str:
+def last_checkpoint(work: str) -> str:
+    """The checkpoint a training run's work dir names as its last."""
     with open(osp.join(work, 'last_checkpoint')) as f:
         return f.read().strip()
 
@@ -101,7 +100,7 @@ def probe_rows(checkpoint: str, work: str, seed: int, options: List[str],
     ``schedule_options`` (``--cfg-options`` entries) and evaluated. The
     probes' runs live in ``<work>/probe_<sensor>``."""
     row = {}
-    for sensor in SENSORS:
+    for sensor in MODALITIES:
         config = probe_config.format(sensor)
         probe = osp.join(work, f'probe_{sensor}')
         out = osp.join(probe, 'test_metrics.json')
@@ -115,7 +114,7 @@ def probe_rows(checkpoint: str, work: str, seed: int, options: List[str],
                 cmd.append('--resume')
             run(cmd, osp.join(probe, 'train.log'), env)
             run([sys.executable, 'tools/test.py', config,
-                 _last_checkpoint(probe), '--work-dir', probe,
+                 last_checkpoint(probe), '--work-dir', probe,
                  '--metrics-out', out, *options],
                 osp.join(probe, 'test.log'), env)
         row.update(_task_columns(f'probe_{sensor}', _metrics(out)))

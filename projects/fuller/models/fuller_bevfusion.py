@@ -18,6 +18,13 @@ BRANCH_MODULES = dict(
     lidar=('pts_voxel_encoder', 'pts_middle_encoder'))
 
 
+def configured_modalities(model_cfg: dict) -> Tuple[str, ...]:
+    """The sensors a ``FullerBEVFusion`` config has a branch for, in
+    ``MODALITIES`` order: a branch exists when its first module is set."""
+    return tuple(m for m in MODALITIES
+                 if model_cfg.get(BRANCH_MODULES[m][0]))
+
+
 def _build(cfg: Optional[dict]):
     """Build a part from its config; None (switched off) stays None."""
     return MODELS.build(cfg) if cfg else None
